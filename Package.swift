@@ -1,0 +1,72 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "spillway",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "spillway", targets: ["spillway"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+    ],
+    targets: [
+        // libpq, wrapped once in SpillwayPostgres; nothing else imports it.
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        // The pure core: event model, JSON, value mapping, config, routing, retry, batch planning. No I/O.
+        .target(
+            name: "SpillwayCore",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
+        .target(
+            name: "SpillwayPostgres",
+            dependencies: [
+                "CLibPQ",
+                "SpillwayCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "SpillwaySinks",
+            dependencies: [
+                "SpillwayCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Wiring: the pipeline service, commands' behaviour, the demo cluster.
+        .target(
+            name: "SpillwayApp",
+            dependencies: [
+                "SpillwayCore",
+                "SpillwayPostgres",
+                "SpillwaySinks",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "spillway",
+            dependencies: [
+                "SpillwayApp",
+                "SpillwayCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "SpillwayCoreTests",
+            dependencies: ["SpillwayCore"]
+        ),
+        .testTarget(
+            name: "SpillwayIntegrationTests",
+            dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks"]
+        ),
+    ]
+)

@@ -1,0 +1,76 @@
+import SpillwayCore
+import SpillwayPostgres
+
+/// What `spillway status` shows for one consumer.
+public struct StatusReport: Sendable {
+    public var consumer: String
+    public var source: String
+    public var auditTable: String?
+    public var position: String?
+    public var updatedAt: String?
+    public var eventsTotal: Int64
+    /// Committed audit rows the consumer has not yet acknowledged.
+    public var lagRows: Int64
+    /// Age of the oldest such row, in seconds (0 when caught up).
+    public var lagSeconds: Double
+    public var lastError: String?
+    public var lastErrorAt: String?
+    public var isHistoryDone: Bool
+
+    public static func load(config: SpillwayConfig, on connection: PostgresConnection) async throws -> StatusReport {
+        let store = CheckpointStore(schema: config.schema)
+        guard try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: connection),
+              let record = try await store.load(consumer: config.consumer, on: connection)
+        else {
+            throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed in schema '\(config.schema)'",
+                              fix: "run `spillway install --config FILE` first")
+        }
+        let audit = AuditLogSchema(config: config).auditTable
+        let cursor = record.cursor
+        // A batch in progress counts whole: rows are acknowledged batch by batch.
+        let lag = try await connection.query(
+            """
+            SELECT count(*), coalesce(extract(epoch FROM now() - min(changed_at)), 0)::float8 FROM \(audit.sql) a
+            WHERE (a.txid IS NULL AND NOT $3::boolean)
+               OR ((a.txid >= $1::xid8 OR a.txid = ANY($2::xid8[])) AND pg_visible_in_snapshot(a.txid, pg_current_snapshot()))
+            """,
+            [String(cursor.completed.xmax), "{" + cursor.completed.running.map(String.init).joined(separator: ",") + "}",
+             cursor.isHistoryDone ? "true" : "false"])
+        return StatusReport(
+            consumer: record.consumer, source: record.source, auditTable: record.auditTable, position: record.position,
+            updatedAt: record.updatedAt, eventsTotal: record.eventsTotal, lagRows: Int64(lag.first?[0] ?? "0") ?? 0,
+            lagSeconds: Double(lag.first?[1] ?? "0") ?? 0, lastError: record.lastError, lastErrorAt: record.lastErrorAt,
+            isHistoryDone: record.cursor.isHistoryDone)
+    }
+
+    public var json: JSONValue {
+        func text(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
+        return .object(JSONObject([
+            ("consumer", .string(consumer)), ("source", .string(source)), ("audit_table", text(auditTable)),
+            ("position", text(position)), ("updated_at", text(updatedAt)), ("events_total", .integer(eventsTotal)),
+            ("lag_rows", .integer(lagRows)), ("lag_seconds", .number(String(format: lagSeconds))),
+            ("history_done", .bool(isHistoryDone)), ("last_error", text(lastError)), ("last_error_at", text(lastErrorAt)),
+        ]))
+    }
+
+    public var text: String {
+        """
+        consumer:     \(consumer)
+        source:       \(source)\(auditTable.map { " (\($0))" } ?? "")
+        position:     \(position ?? "(nothing delivered yet)")
+        updated:      \(updatedAt ?? "-")
+        delivered:    \(eventsTotal) events
+        lag:          \(lagRows) rows, \(String(format: lagSeconds)) s
+        last error:   \(lastError.map { "\($0) (at \(lastErrorAt ?? "?"))" } ?? "none")
+        """
+    }
+}
+
+private extension String {
+    /// Seconds with millisecond precision, without Foundation's locale-dependent formatting.
+    init(format seconds: Double) {
+        let millis = Int64((seconds * 1000).rounded())
+        let fraction = String(abs(millis % 1000))
+        self = "\(millis / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
+    }
+}

@@ -1,0 +1,160 @@
+import Logging
+import ServiceLifecycle
+import SpillwayCore
+import SpillwayPostgres
+
+/// A fatal condition: retrying cannot help, the operator must act. `spillway run` exits non-zero on it.
+public struct FatalError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The audit_log daemon: read a batch, hand it to every sink, checkpoint once all acknowledged, repeat.
+/// Connection failures are retried with backoff (the checkpoint holds meanwhile); configuration problems
+/// and a second runner of the same consumer are fatal.
+public final class AuditLogPipeline: Service, @unchecked Sendable {
+    // @unchecked Sendable: the mutable statistics are written only by `run()`'s own task.
+    public struct Options: Sendable {
+        /// Stop once everything committed so far is delivered (`spillway run --once`, the demo, tests).
+        public var once: Bool
+        public var retry: RetryPolicy
+
+        public init(once: Bool = false, retry: RetryPolicy = RetryPolicy(maximumDelay: .seconds(10))) {
+            self.once = once
+            self.retry = retry
+        }
+    }
+
+    private let config: SpillwayConfig
+    private let fanout: Fanout
+    private let options: Options
+    private var logger: Logger
+    private let checkpoints: CheckpointStore
+    public private(set) var deliveredEvents = 0
+
+    public init(config: SpillwayConfig, fanout: Fanout, options: Options = Options(), logger: Logger) {
+        self.config = config
+        self.fanout = fanout
+        self.options = options
+        var logger = logger
+        logger[metadataKey: LogKey.consumer] = "\(config.consumer)"
+        self.logger = logger
+        self.checkpoints = CheckpointStore(schema: config.schema)
+    }
+
+    public func run() async throws {
+        var failures = 0
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                try await runConnected(resetFailures: { failures = 0 })
+                return
+            } catch let error as ConfigError {
+                throw error
+            } catch let error as FatalError {
+                throw error
+            } catch is DeliveryAbandoned {
+                logger.notice("stopped with a batch unacknowledged; it is delivered again on the next start")
+                return
+            } catch is CancellationError {
+                return
+            } catch {
+                if Task.isShuttingDownGracefully { return }
+                failures += 1
+                let delay = options.retry.delay(forAttempt: failures, jitter: Double.random(in: 0.5...1))
+                logger.error("source failed, reconnecting", metadata: [
+                    LogKey.error: "\(error)", LogKey.attempts: "\(failures)", LogKey.retryIn: "\(delay)",
+                    LogKey.database: "\(config.database.redactedURL)",
+                ])
+                try? await sleepUnlessStopping(delay)
+            }
+        }
+    }
+
+    private func runConnected(resetFailures: () -> Void) async throws {
+        let control = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-checkpoint")
+        do {
+            let lock = try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])
+            guard lock.first?[0] == "t" else {
+                throw FatalError("consumer '\(config.consumer)' is already running elsewhere (it holds its advisory lock). "
+                    + "Stop the other `spillway run`, or give this one another `consumer:` name")
+            }
+            guard try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: control),
+                  let record = try await checkpoints.load(consumer: config.consumer, on: control)
+            else {
+                throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed in schema '\(config.schema)'",
+                                  fix: "run `spillway install --config FILE` first")
+            }
+            let reader = try await AuditLogReader.open(config: config, logger: logger)
+            do {
+                resetFailures()
+                try await stream(from: reader, startingAt: record, control: control)
+            } catch {
+                await reader.close()
+                throw error
+            }
+            await reader.close()
+        } catch {
+            await control.close()
+            throw error
+        }
+        await control.close()
+    }
+
+    private func stream(from reader: AuditLogReader, startingAt record: CheckpointRecord,
+                        control: PostgresConnection) async throws {
+        logger.info("reading", metadata: [LogKey.position: "\(record.position ?? "start")"])
+        let retention = AuditLogRetention(schema: config.schema, auditTable: AuditLogSchema(config: config).auditTable)
+        var cursor = record.cursor
+        var savedCursor = cursor
+        let clock = ContinuousClock()
+        var lastSave = clock.now
+        var lastPrune = clock.now - .seconds(3600)
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            guard let batch = try await reader.next(after: cursor, limit: config.source.batchSize) else {
+                if options.once { break }
+                try await waitForCommits(reader)
+                continue
+            }
+            if !batch.events.isEmpty {
+                try await fanout.deliver(batch.events) { [checkpoints, config] message in
+                    await checkpoints.recordError(consumer: config.consumer, message: message, on: control)
+                }
+            }
+            cursor = batch.cursor
+            // Empty snapshot advances are saved at most every few seconds: each save is itself a transaction
+            // that moves the next snapshot, and saving every one would spin.
+            if batch.rowsRead > 0 || clock.now - lastSave > .seconds(5) {
+                try await checkpoints.save(consumer: config.consumer, cursor: cursor, position: batch.events.last?.position,
+                                           deliveredEvents: batch.events.count, on: control)
+                savedCursor = cursor
+                lastSave = clock.now
+                deliveredEvents += batch.events.count
+                if let last = batch.events.last {
+                    logger.debug("checkpoint saved", metadata: [LogKey.position: "\(last.position)", LogKey.events: "\(batch.events.count)"])
+                }
+            }
+            if config.source.prune, clock.now - lastPrune > .seconds(60) {
+                lastPrune = clock.now
+                let deleted = try await retention.prune(on: control)
+                if deleted > 0 { logger.info("pruned audit rows every consumer has passed", metadata: ["rows": "\(deleted)"]) }
+            }
+            if batch.rowsRead == 0, batch.completedSnapshot {
+                if options.once { break }
+                try await waitForCommits(reader)
+            }
+        }
+        if savedCursor != cursor {
+            try await checkpoints.save(consumer: config.consumer, cursor: cursor, position: nil, deliveredEvents: 0, on: control)
+        }
+        logger.info("stopped", metadata: [LogKey.events: "\(deliveredEvents)"])
+    }
+
+    /// Until a NOTIFY says a transaction committed, or the poll interval passes, or shutdown begins.
+    private func waitForCommits(_ reader: AuditLogReader) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + config.source.pollInterval
+        while clock.now < deadline, !Task.isShuttingDownGracefully {
+            if try await reader.waitForCommits(timeout: min(.milliseconds(250), deadline - clock.now)) { return }
+        }
+    }
+}

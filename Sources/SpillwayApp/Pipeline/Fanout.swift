@@ -1,0 +1,95 @@
+import Logging
+import ServiceLifecycle
+import SpillwayCore
+
+/// Delivery was given up because Spillway is stopping; the batch was not checkpointed and replays on the
+/// next start.
+public struct DeliveryAbandoned: Error, CustomStringConvertible {
+    public let sink: String
+    public var description: String { "stopping while sink '\(sink)' still failed; its batch will be delivered again on restart" }
+}
+
+/// Hands each batch to every sink that takes it, concurrently, and returns once all of them acknowledged.
+/// A failing sink is retried on its own (with backoff and jitter) until it succeeds: the sinks that already
+/// acknowledged are not sent the batch again, and nothing is skipped.
+public struct Fanout: Sendable {
+    public struct Route: Sendable {
+        public var sink: any ChangeSink
+        public var filter: EventFilter
+
+        public init(sink: any ChangeSink, filter: EventFilter) {
+            self.sink = sink
+            self.filter = filter
+        }
+    }
+
+    let routes: [Route]
+    let retry: RetryPolicy
+    let logger: Logger
+
+    public init(routes: [Route], retry: RetryPolicy = RetryPolicy(), logger: Logger) {
+        self.routes = routes
+        self.retry = retry
+        self.logger = logger
+    }
+
+    /// `onFailure` hears each failed attempt (for `status`'s last error).
+    public func deliver(_ events: [ChangeEvent], onFailure: @escaping @Sendable (String) async -> Void = { _ in }) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for route in routes {
+                let selected = route.filter.tables.isEmpty && route.filter.operations.isEmpty
+                    ? events : events.filter(route.filter.accepts)
+                guard !selected.isEmpty else { continue }
+                group.addTask {
+                    try await deliver(selected, to: route.sink, onFailure: onFailure)
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func deliver(_ events: [ChangeEvent], to sink: any ChangeSink,
+                         onFailure: @Sendable (String) async -> Void) async throws {
+        var attempt = 0
+        while true {
+            do {
+                try await sink.deliver(events)
+                if attempt > 0 { logger.info("sink recovered", metadata: [LogKey.sink: "\(sink.name)", LogKey.attempts: "\(attempt + 1)"]) }
+                return
+            } catch {
+                attempt += 1
+                let message = "sink '\(sink.name)': \(error)"
+                await onFailure(message)
+                if Task.isShuttingDownGracefully || Task.isCancelled { throw DeliveryAbandoned(sink: sink.name) }
+                let delay = retry.delay(forAttempt: attempt, jitter: Double.random(in: 0.5...1))
+                logger.warning("delivery failed, retrying", metadata: [
+                    LogKey.sink: "\(sink.name)", LogKey.attempts: "\(attempt)", LogKey.error: "\(error)",
+                    LogKey.retryIn: "\(delay)",
+                ])
+                try await sleepUnlessStopping(delay)
+                if Task.isShuttingDownGracefully { throw DeliveryAbandoned(sink: sink.name) }
+            }
+        }
+    }
+}
+
+/// Sleeps `duration` in short steps so a graceful shutdown is noticed within a quarter second.
+func sleepUnlessStopping(_ duration: Duration) async throws {
+    let clock = ContinuousClock()
+    let deadline = clock.now + duration
+    while clock.now < deadline, !Task.isShuttingDownGracefully {
+        try await Task.sleep(for: min(.milliseconds(250), deadline - clock.now))
+    }
+}
+
+/// Metadata keys, named once so logs stay greppable.
+public enum LogKey {
+    public static let sink = "sink"
+    public static let consumer = "consumer"
+    public static let position = "position"
+    public static let events = "events"
+    public static let attempts = "attempts"
+    public static let error = "error"
+    public static let retryIn = "retry_in"
+    public static let database = "database"
+}

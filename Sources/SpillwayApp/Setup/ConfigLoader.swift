@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import SpillwayCore
+import SpillwaySinks
+
+public enum ConfigLoader {
+    /// Reads and validates the YAML file; `SPILLWAY_DATABASE_URL` from the environment overrides database.url.
+    public static func load(path: String) throws -> SpillwayConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(key: "--config", problem: "cannot read \(path)",
+                              fix: "pass the path of a YAML config, e.g. --config Config/spillway.example.yaml")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(key: "--config", problem: "\(path) is not UTF-8 text", fix: "save it as UTF-8")
+        }
+        return try SpillwayConfig.parse(yaml: text, environment: ProcessInfo.processInfo.environment)
+    }
+}
+
+public enum SinkFactory {
+    /// Opens every configured sink; on failure closes the ones already opened.
+    public static func makeRoutes(_ config: SpillwayConfig) async throws -> [Fanout.Route] {
+        var routes: [Fanout.Route] = []
+        do {
+            for sink in config.sinks {
+                switch sink.settings {
+                case .file(let settings):
+                    routes.append(Fanout.Route(sink: try FileSink(name: sink.name, settings: settings), filter: sink.filter))
+                }
+            }
+        } catch {
+            for route in routes { try? await route.sink.close() }
+            throw error
+        }
+        return routes
+    }
+}
+
+public enum LoggingSetup {
+    /// Logs go to standard error (standard output may carry events from a file sink with `path: "-"`).
+    public static func bootstrap(_ config: LogConfig) {
+        let level = Logger.Level(rawValue: config.level.rawValue) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = config.format == .json
+                ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+/// One JSON object per line: `{"ts","level","logger","msg",...metadata}`.
+struct JSONLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var fields: [(String, JSONValue)] = [
+            ("ts", .string(ISOTimestamp.utc(postgresMicroseconds: Self.microsecondsSince2000()))),
+            ("level", .string(event.level.rawValue)), ("logger", .string(label)), ("msg", .string("\(event.message)")),
+        ]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }).sorted(by: { $0.key < $1.key }) {
+            fields.append((key, .string("\(value)")))
+        }
+        var line = JSONEncoding.bytes(.object(JSONObject(fields)))
+        line.append(0x0A)
+        line.withUnsafeBytes { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    }
+
+    private static func microsecondsSince2000() -> Int64 {
+        Int64((Date().timeIntervalSince1970 - 946_684_800) * 1_000_000)
+    }
+}

@@ -1,0 +1,191 @@
+/// Where an audit_log consumer stands, exactly as `spillway.checkpoints` stores it.
+///
+/// Reading happens in three phases: history (rows an adopted audit table held before Spillway gave it a
+/// transaction-id column), then batches between snapshots. Within a batch, transactions are ordered by the
+/// highest audit sequence number they wrote, rows within a transaction by sequence number: see
+/// `AuditLogOrdering`.
+public struct AuditLogCursor: Sendable, Hashable {
+    /// Every transaction visible in this snapshot has been delivered and acknowledged.
+    public var completed: PGSnapshot
+    /// The batch being read, if one was started: transactions visible here and not in `completed`.
+    public var batch: PGSnapshot?
+    /// Within `batch`, the last acknowledged row, as (transaction rank, sequence number).
+    public var batchProgress: AuditLogOrdering?
+    /// Pre-adoption rows without a transaction id: nil while none was delivered yet.
+    public var historyProgress: HistoryProgress?
+    public var isHistoryDone: Bool
+
+    public struct HistoryProgress: Sendable, Hashable {
+        /// The text form of the last delivered row's `changed_at`, compared in SQL.
+        public var changedAt: String
+        public var id: String
+
+        public init(changedAt: String, id: String) {
+            self.changedAt = changedAt
+            self.id = id
+        }
+    }
+
+    public init(
+        completed: PGSnapshot = .origin, batch: PGSnapshot? = nil, batchProgress: AuditLogOrdering? = nil,
+        historyProgress: HistoryProgress? = nil, isHistoryDone: Bool = false
+    ) {
+        self.completed = completed
+        self.batch = batch
+        self.batchProgress = batchProgress
+        self.historyProgress = historyProgress
+        self.isHistoryDone = isHistoryDone
+    }
+
+    /// A new consumer: it reads everything still in the audit table.
+    public static func start(includingHistory: Bool) -> AuditLogCursor {
+        AuditLogCursor(isHistoryDone: !includingHistory)
+    }
+
+    /// The batch ended: everything in it is acknowledged.
+    public mutating func completeBatch() {
+        if let batch { completed = batch }
+        batch = nil
+        batchProgress = nil
+    }
+}
+
+/// The order rows leave a batch in: by `transactionRank` (the highest audit sequence number the row's
+/// transaction wrote), then by `sequence`.
+///
+/// Why this follows commit order where it matters: two transactions that change the same row cannot both
+/// hold its lock, so the later one writes its audit row (and takes its sequence number) only after the
+/// earlier one committed; its highest sequence number is then above every number the earlier one took.
+/// Transactions that touched no common row may come out in either order, which no key can observe.
+/// Transaction ids cannot serve: they are assigned at first write, not at commit.
+public struct AuditLogOrdering: Sendable, Hashable, Comparable {
+    public var transactionRank: Int64
+    public var sequence: Int64
+
+    public init(transactionRank: Int64, sequence: Int64) {
+        self.transactionRank = transactionRank
+        self.sequence = sequence
+    }
+
+    public static func < (lhs: AuditLogOrdering, rhs: AuditLogOrdering) -> Bool {
+        (lhs.transactionRank, lhs.sequence) < (rhs.transactionRank, rhs.sequence)
+    }
+}
+
+/// How audit rows become change events: positions, stable ids, and decoding of a stored row.
+public enum AuditLogEvents {
+    /// `txid/seq`, e.g. `7712/104`: the transaction and the audit row.
+    public static func position(txid: UInt64, sequence: Int64) -> String { "\(txid)/\(sequence)" }
+
+    /// Stable across restarts and replays: the audit row's identity never changes.
+    public static func id(txid: UInt64, sequence: Int64) -> String { "\(txid)-\(sequence)" }
+
+    public static func historyPosition(id: String) -> String { "history/\(id)" }
+
+    public static func historyID(id: String) -> String { "h-\(id)" }
+
+    /// Triggers write `TG_OP` (`INSERT`...); hand-written ones often use `I`/`U`/`D`/`T`.
+    public static func operation(_ stored: String) -> ChangeEvent.Operation? {
+        switch stored.uppercased() {
+        case "INSERT", "I": return .insert
+        case "UPDATE", "U": return .update
+        case "DELETE", "D": return .delete
+        case "TRUNCATE", "T": return .truncate
+        default: return nil
+        }
+    }
+
+    public struct Row: Sendable {
+        public var txid: UInt64?
+        public var sequence: Int64?
+        public var auditID: String
+        public var schema: String?
+        public var table: String
+        public var operation: String
+        public var oldData: String?
+        public var newData: String?
+        public var tenant: String?
+        public var commitTime: String?
+
+        public init(
+            txid: UInt64?, sequence: Int64?, auditID: String, schema: String?, table: String, operation: String,
+            oldData: String?, newData: String?, tenant: String?, commitTime: String?
+        ) {
+            self.txid = txid
+            self.sequence = sequence
+            self.auditID = auditID
+            self.schema = schema
+            self.table = table
+            self.operation = operation
+            self.oldData = oldData
+            self.newData = newData
+            self.tenant = tenant
+            self.commitTime = commitTime
+        }
+    }
+
+    public struct DecodingError: Error, CustomStringConvertible {
+        public let auditID: String
+        public let problem: String
+        public var description: String { "audit row \(auditID): \(problem)" }
+    }
+
+    /// Turns a stored audit row into an event. `tables` resolves `schema.table` (and a bare table name, for
+    /// adopted logs that store none) to the captured table's catalog description.
+    public static func event(from row: Row, tables: TableDirectory) throws -> ChangeEvent {
+        guard let op = operation(row.operation) else {
+            throw DecodingError(auditID: row.auditID, problem: "unknown operation '\(row.operation)'")
+        }
+        let table = tables.lookup(schema: row.schema, table: row.table)
+        func decode(_ text: String?) throws -> JSONObject? {
+            guard let text else { return nil }
+            do {
+                guard case .object(let object) = try JSONParser.parse(text) else {
+                    throw DecodingError(auditID: row.auditID, problem: "row data is not a JSON object")
+                }
+                return PGValueMapper.normalize(jsonbRow: object, table: table)
+            } catch let error as JSONParser.Error {
+                throw DecodingError(auditID: row.auditID, problem: error.description)
+            }
+        }
+        let before = op == .insert || op == .truncate ? nil : try decode(row.oldData)
+        let after = op == .delete || op == .truncate ? nil : try decode(row.newData)
+        let id: String
+        let position: String
+        if let txid = row.txid, let sequence = row.sequence {
+            id = self.id(txid: txid, sequence: sequence)
+            position = self.position(txid: txid, sequence: sequence)
+        } else {
+            id = historyID(id: row.auditID)
+            position = historyPosition(id: row.auditID)
+        }
+        return ChangeEvent(
+            id: id, op: op, schema: row.schema ?? table?.schema ?? "public", table: row.table,
+            key: PGValueMapper.key(of: after ?? before, table: table),
+            before: before, after: after, txid: row.txid, commitTime: row.commitTime,
+            position: position, tenant: row.tenant.flatMap { $0.isEmpty ? nil : $0 }
+        )
+    }
+}
+
+/// The captured tables by name, for turning stored rows into events.
+public struct TableDirectory: Sendable {
+    private var byQualifiedName: [String: TableInfo] = [:]
+    private var byBareName: [String: [TableInfo]] = [:]
+
+    public init(_ tables: [TableInfo]) {
+        for table in tables {
+            byQualifiedName[table.qualifiedName] = table
+            byBareName[table.name, default: []].append(table)
+        }
+    }
+
+    public var tables: [TableInfo] { Array(byQualifiedName.values) }
+
+    /// A bare name resolves only when exactly one captured table has it.
+    public func lookup(schema: String?, table: String) -> TableInfo? {
+        if let schema { return byQualifiedName["\(schema).\(table)"] }
+        guard let candidates = byBareName[table], candidates.count == 1 else { return nil }
+        return candidates[0]
+    }
+}

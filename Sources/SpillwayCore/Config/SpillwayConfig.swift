@@ -1,0 +1,285 @@
+import Yams
+
+/// The whole configuration, read from YAML once and then passed around as a value.
+public struct SpillwayConfig: Sendable {
+    public var database: DatabaseConfig
+    /// The schema holding Spillway's tables and functions. Default: `spillway`.
+    public var schema: String
+    /// The consumer name: the checkpoint's key. Default: `spillway`.
+    public var consumer: String
+    public var source: SourceConfig
+    public var sinks: [SinkConfig]
+    public var log: LogConfig
+
+    public init(database: DatabaseConfig, schema: String = "spillway", consumer: String = "spillway",
+                source: SourceConfig, sinks: [SinkConfig], log: LogConfig = LogConfig()) {
+        self.database = database
+        self.schema = schema
+        self.consumer = consumer
+        self.source = source
+        self.sinks = sinks
+        self.log = log
+    }
+}
+
+public struct DatabaseConfig: Sendable {
+    /// A libpq connection string or `postgres://` URL. `SPILLWAY_DATABASE_URL` overrides it.
+    public var url: String
+
+    public init(url: String) { self.url = url }
+
+    /// The URL with any password replaced by `***`, for logs and errors.
+    public var redactedURL: String { ConnectionString.redacting(url) }
+}
+
+public struct SourceConfig: Sendable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case auditLog = "audit_log"
+        case replication
+    }
+
+    public enum History: String, Sendable, CaseIterable {
+        /// Deliver rows an adopted audit table held before Spillway adopted it.
+        case include
+        case skip
+    }
+
+    public var kind: Kind
+    /// The captured tables. Required.
+    public var tables: [QualifiedName]
+    /// The audit table: Spillway's own (`<schema>.audit_log`, default) or an existing one to adopt.
+    public var auditTable: QualifiedName?
+    /// How often the poller looks for newly committed transactions when no NOTIFY woke it. Default: 1s.
+    public var pollInterval: Duration
+    /// Events per delivery batch. Default: 1000.
+    public var batchSize: Int
+    /// Default: include.
+    public var history: History
+    /// Delete audit rows that every registered consumer has passed. Default: false.
+    public var prune: Bool
+    /// Wake the poller by LISTEN/NOTIFY as soon as a transaction commits. Default: true.
+    public var notify: Bool
+
+    public init(kind: Kind = .auditLog, tables: [QualifiedName], auditTable: QualifiedName? = nil,
+                pollInterval: Duration = .seconds(1), batchSize: Int = 1000, history: History = .include,
+                prune: Bool = false, notify: Bool = true) {
+        self.kind = kind
+        self.tables = tables
+        self.auditTable = auditTable
+        self.pollInterval = pollInterval
+        self.batchSize = batchSize
+        self.history = history
+        self.prune = prune
+        self.notify = notify
+    }
+}
+
+/// Which events a sink takes. Empty sets mean all.
+public struct EventFilter: Sendable, Hashable {
+    public var tables: Set<QualifiedName>
+    public var operations: Set<ChangeEvent.Operation>
+
+    public init(tables: Set<QualifiedName> = [], operations: Set<ChangeEvent.Operation> = []) {
+        self.tables = tables
+        self.operations = operations
+    }
+
+    public func accepts(_ event: ChangeEvent) -> Bool {
+        (operations.isEmpty || operations.contains(event.op))
+            && (tables.isEmpty || tables.contains(QualifiedName(schema: event.schema, name: event.table)))
+    }
+}
+
+public struct SinkConfig: Sendable {
+    public enum Settings: Sendable {
+        case file(FileSinkSettings)
+    }
+
+    /// Unique among the sinks; names the sink in logs, metrics and status.
+    public var name: String
+    public var filter: EventFilter
+    public var settings: Settings
+
+    public init(name: String, filter: EventFilter = EventFilter(), settings: Settings) {
+        self.name = name
+        self.filter = filter
+        self.settings = settings
+    }
+
+    public var kind: String {
+        switch settings {
+        case .file: return "file"
+        }
+    }
+}
+
+public struct FileSinkSettings: Sendable {
+    /// A file path, or `-` for standard output.
+    public var path: String
+    /// fsync a file before acknowledging. Default: true.
+    public var fsync: Bool
+
+    public init(path: String, fsync: Bool = true) {
+        self.path = path
+        self.fsync = fsync
+    }
+
+    public var isStandardOutput: Bool { path == "-" }
+}
+
+public struct LogConfig: Sendable {
+    public enum Level: String, Sendable, CaseIterable {
+        case trace, debug, info, notice, warning, error, critical
+    }
+
+    public enum Format: String, Sendable, CaseIterable {
+        case text, json
+    }
+
+    public var level: Level
+    public var format: Format
+
+    public init(level: Level = .info, format: Format = .text) {
+        self.level = level
+        self.format = format
+    }
+}
+
+extension SpillwayConfig {
+    /// Parses and validates YAML. `environment` supplies `SPILLWAY_DATABASE_URL`.
+    public static func parse(yaml: String, environment: [String: String] = [:]) throws(ConfigError) -> SpillwayConfig {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigError(key: "(document)", problem: "not valid YAML: \(error)", fix: "correct the YAML syntax")
+        }
+        guard let node else {
+            throw ConfigError(key: "(document)", problem: "the file is empty", fix: "see Config/spillway.example.yaml")
+        }
+        var root = try ConfigReader(node: node, path: "")
+
+        var databaseURL: String?
+        if var database = try root.child("database") {
+            databaseURL = try database.optionalString("url")
+            try database.rejectUnknownKeys()
+        }
+        if let override = environment["SPILLWAY_DATABASE_URL"], !override.isEmpty { databaseURL = override }
+        guard let url = databaseURL, !url.isEmpty else {
+            throw ConfigError(key: "database.url", problem: "is required",
+                              fix: "set database.url to a postgres:// URL, or export SPILLWAY_DATABASE_URL")
+        }
+
+        let schema = try root.optionalString("schema") ?? "spillway"
+        guard isPlainIdentifier(schema) else {
+            throw ConfigError(key: "schema", problem: "'\(schema)' is not a plain identifier",
+                              fix: "use lower-case letters, digits and _")
+        }
+        let consumer = try root.optionalString("consumer") ?? "spillway"
+        guard !consumer.isEmpty, consumer.count <= 200 else {
+            throw ConfigError(key: "consumer", problem: "must be 1 to 200 characters", fix: "name the consumer, e.g. search-sync")
+        }
+
+        guard var sourceReader = try root.child("source") else {
+            throw ConfigError(key: "source", problem: "is required",
+                              fix: "add `source: {kind: audit_log, tables: [public.products]}`")
+        }
+        let source = try parseSource(&sourceReader)
+        try sourceReader.rejectUnknownKeys()
+
+        guard let sinkReaders = try root.children("sinks"), !sinkReaders.isEmpty else {
+            throw ConfigError(key: "sinks", problem: "needs at least one sink",
+                              fix: "add `sinks: [{name: out, kind: file, path: \"-\"}]`")
+        }
+        var sinks: [SinkConfig] = []
+        for var reader in sinkReaders {
+            let sink = try parseSink(&reader)
+            try reader.rejectUnknownKeys()
+            if sinks.contains(where: { $0.name == sink.name }) {
+                throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
+                                  fix: "give every sink its own name")
+            }
+            sinks.append(sink)
+        }
+
+        var log = LogConfig()
+        if var logReader = try root.child("log") {
+            log.level = try logReader.choice("level", default: log.level)
+            log.format = try logReader.choice("format", default: log.format)
+            try logReader.rejectUnknownKeys()
+        }
+        try root.rejectUnknownKeys()
+        return SpillwayConfig(database: DatabaseConfig(url: url), schema: schema, consumer: consumer,
+                              source: source, sinks: sinks, log: log)
+    }
+
+    static func isPlainIdentifier(_ text: String) -> Bool {
+        guard let first = text.first, first.isLetter || first == "_" else { return false }
+        return text.allSatisfy { ($0.isLetter && $0.isLowercase) || $0.isNumber || $0 == "_" } && text.count <= 63
+    }
+
+    private static func parseTable(_ text: String, key: String) throws(ConfigError) -> QualifiedName {
+        guard let name = QualifiedName(parsing: text) else {
+            throw ConfigError(key: key, problem: "'\(text)' is not a table name", fix: "write schema.table, e.g. public.products")
+        }
+        return name
+    }
+
+    private static func parseSource(_ r: inout ConfigReader) throws(ConfigError) -> SourceConfig {
+        let kind: SourceConfig.Kind = try r.choice("kind", default: .auditLog)
+        guard let tableNames = try r.stringList("tables"), !tableNames.isEmpty else {
+            throw ConfigError(key: r.keyPath("tables"), problem: "needs at least one table",
+                              fix: "list the tables to capture, e.g. `tables: [public.products]`")
+        }
+        var tables: [QualifiedName] = []
+        for (index, text) in tableNames.enumerated() {
+            let table = try parseTable(text, key: "\(r.keyPath("tables"))[\(index)]")
+            if !tables.contains(table) { tables.append(table) }
+        }
+        var source = SourceConfig(kind: kind, tables: tables)
+        if let audit = try r.optionalString("audit_table") {
+            source.auditTable = try parseTable(audit, key: r.keyPath("audit_table"))
+        }
+        source.pollInterval = try r.duration("poll_interval", default: source.pollInterval)
+        guard source.pollInterval >= .milliseconds(10) else {
+            throw ConfigError(key: r.keyPath("poll_interval"), problem: "is below 10ms", fix: "use 10ms or more")
+        }
+        source.batchSize = try r.int("batch_size", default: source.batchSize, range: 1...100_000)
+        source.history = try r.choice("history", default: source.history)
+        source.prune = try r.bool("prune", default: source.prune)
+        source.notify = try r.bool("notify", default: source.notify)
+        if kind == .replication {
+            throw ConfigError(key: r.keyPath("kind"), problem: "the replication source is not available in this version",
+                              fix: "use `kind: audit_log`")
+        }
+        return source
+    }
+
+    private static func parseSink(_ r: inout ConfigReader) throws(ConfigError) -> SinkConfig {
+        let name = try r.string("name", fix: "give the sink a name, e.g. `name: out`")
+        let kind = try r.string("kind", fix: "set kind: file")
+        var filter = EventFilter()
+        if let tables = try r.stringList("tables") {
+            for (index, text) in tables.enumerated() {
+                filter.tables.insert(try parseTable(text, key: "\(r.keyPath("tables"))[\(index)]"))
+            }
+        }
+        if let ops = try r.stringList("ops") {
+            for (index, text) in ops.enumerated() {
+                guard let op = ChangeEvent.Operation(rawValue: text) else {
+                    throw ConfigError(key: "\(r.keyPath("ops"))[\(index)]", problem: "'\(text)' is not an operation",
+                                      fix: "use insert, update, delete, truncate or message")
+                }
+                filter.operations.insert(op)
+            }
+        }
+        switch kind {
+        case "file":
+            let path = try r.string("path", fix: "set path to a file, or \"-\" for standard output")
+            let fsync = try r.bool("fsync", default: true)
+            return SinkConfig(name: name, filter: filter, settings: .file(FileSinkSettings(path: path, fsync: fsync)))
+        default:
+            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file")
+        }
+    }
+}

@@ -1,0 +1,109 @@
+/// One committed change, the same shape for every source and every sink.
+///
+/// JSON fields (a contract: consumers parse them): `id`, `op`, `schema`, `table`, `key`, `before`, `after`,
+/// `txid`, `commit_time`, `position`, `tenant`.
+public struct ChangeEvent: Sendable, Hashable {
+    public enum Operation: String, Sendable, Hashable, CaseIterable {
+        case insert, update, delete, truncate
+        /// A logical decoding message (`pg_logical_emit_message`), from the replication source.
+        case message
+    }
+
+    /// Stable across restarts and replays: the same change always has the same id, so consumers de-duplicate.
+    public var id: String
+    public var op: Operation
+    public var schema: String
+    public var table: String
+    /// The primary-key columns of the row (of `after`, or of `before` for a delete); nil when the table has
+    /// no primary key or for a truncate.
+    public var key: JSONObject?
+    /// The row before the change: nil for inserts and truncates.
+    public var before: JSONObject?
+    /// The row after the change: nil for deletes and truncates.
+    public var after: JSONObject?
+    /// The 64-bit transaction id (epoch-extended, as `pg_current_xact_id()` returns it).
+    public var txid: UInt64?
+    /// ISO 8601 UTC, e.g. `2026-11-25T10:00:00.123456Z`.
+    public var commitTime: String?
+    /// Where in the source this change sits; its form depends on the source (see README).
+    public var position: String
+    /// `app.current_org_id` of the writing session, when the application set it.
+    public var tenant: String?
+
+    public init(
+        id: String, op: Operation, schema: String, table: String,
+        key: JSONObject? = nil, before: JSONObject? = nil, after: JSONObject? = nil,
+        txid: UInt64? = nil, commitTime: String? = nil, position: String, tenant: String? = nil
+    ) {
+        self.id = id
+        self.op = op
+        self.schema = schema
+        self.table = table
+        self.key = key
+        self.before = before
+        self.after = after
+        self.txid = txid
+        self.commitTime = commitTime
+        self.position = position
+        self.tenant = tenant
+    }
+
+    /// `schema.table`, the name routing and filters use.
+    public var qualifiedTable: String { "\(schema).\(table)" }
+
+    /// The row as it is now: `after`, or `before` for a delete.
+    public var currentRow: JSONObject? { after ?? before }
+
+    public var json: JSONValue {
+        .object(JSONObject([
+            ("id", .string(id)),
+            ("op", .string(op.rawValue)),
+            ("schema", .string(schema)),
+            ("table", .string(table)),
+            ("key", key.map { .object($0) } ?? .null),
+            ("before", before.map { .object($0) } ?? .null),
+            ("after", after.map { .object($0) } ?? .null),
+            ("txid", txid.map { .integer($0) } ?? .null),
+            ("commit_time", commitTime.map { .string($0) } ?? .null),
+            ("position", .string(position)),
+            ("tenant", tenant.map { .string($0) } ?? .null),
+        ]))
+    }
+
+    /// The event as one line of compact JSON, without the newline.
+    public var jsonBytes: [UInt8] { JSONEncoding.bytes(json) }
+
+    public var jsonString: String { JSONEncoding.string(json) }
+}
+
+extension ChangeEvent {
+    public struct DecodingError: Error, CustomStringConvertible {
+        public let problem: String
+        public var description: String { "not a Spillway change event: \(problem)" }
+    }
+
+    /// Reads an event back from its JSON form (for replay tools and tests).
+    public init(json value: JSONValue) throws {
+        guard case .object(let o) = value else { throw DecodingError(problem: "expected an object") }
+        func string(_ name: String) throws -> String {
+            guard let s = o[name]?.stringValue else { throw DecodingError(problem: "missing string field '\(name)'") }
+            return s
+        }
+        func object(_ name: String) throws -> JSONObject? {
+            switch o[name] {
+            case .none, .null: return nil
+            case .object(let inner): return inner
+            default: throw DecodingError(problem: "field '\(name)' must be an object or null")
+            }
+        }
+        guard let op = Operation(rawValue: try string("op")) else { throw DecodingError(problem: "unknown op") }
+        var txid: UInt64?
+        if case .number(let n) = o["txid"] { txid = UInt64(n) }
+        self.init(
+            id: try string("id"), op: op, schema: try string("schema"), table: try string("table"),
+            key: try object("key"), before: try object("before"), after: try object("after"),
+            txid: txid, commitTime: o["commit_time"]?.stringValue, position: try string("position"),
+            tenant: o["tenant"]?.stringValue
+        )
+    }
+}

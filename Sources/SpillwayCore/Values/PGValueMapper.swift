@@ -1,0 +1,152 @@
+/// Maps PostgreSQL values to their natural JSON, the same way for both sources: from the text output
+/// format (the replication source) and from `to_jsonb(row)` (the audit_log source).
+///
+/// Numbers stay numbers except `numeric`, which becomes an exact string; `timestamptz` becomes ISO 8601 in
+/// UTC (`2026-01-02T03:04:05.123456Z`); `timestamp` ISO 8601 without zone; json/jsonb nest; arrays become
+/// JSON arrays; everything else is PostgreSQL's text form as a string.
+public enum PGValueMapper {
+    // MARK: Text format
+
+    /// `text` is the value in PostgreSQL's text output format with `DateStyle=ISO` (the sources set it).
+    public static func json(fromText text: String, kind: PGTypeKind) -> JSONValue {
+        switch kind {
+        case .boolean:
+            switch text {
+            case "t", "true": return .bool(true)
+            case "f", "false": return .bool(false)
+            default: return .string(text)
+            }
+        case .integer:
+            return isJSONNumber(text) ? .number(text) : .string(text)
+        case .float:
+            return isJSONNumber(text) ? .number(text) : .string(text)
+        case .numeric:
+            return .string(text)
+        case .json:
+            return (try? JSONParser.parse(text)) ?? .string(text)
+        case .timestampWithTimeZone:
+            return .string(ISOTimestamp.utc(fromPostgres: text) ?? text)
+        case .timestamp:
+            return .string(ISOTimestamp.local(fromPostgres: text))
+        case .array(let element):
+            guard let items = PGArrayLiteral.parse(text) else { return .string(text) }
+            return arrayJSON(items, element: element)
+        case .text:
+            return .string(text)
+        }
+    }
+
+    private static func arrayJSON(_ items: [PGArrayLiteral.Item], element: PGTypeKind) -> JSONValue {
+        .array(items.map { item in
+            switch item {
+            case .null: return .null
+            case .value(let text): return json(fromText: text, kind: element)
+            case .nested(let inner): return arrayJSON(inner, element: element)
+            }
+        })
+    }
+
+    // MARK: jsonb (audit_log)
+
+    /// Normalises a value that `to_jsonb` produced for a column of `kind`, so both sources agree: numeric
+    /// numbers become exact strings and timestamptz moves to UTC.
+    public static func normalize(jsonbValue value: JSONValue, kind: PGTypeKind) -> JSONValue {
+        switch (kind, value) {
+        case (_, .null):
+            return .null
+        case (.numeric, .number(let literal)):
+            return .string(literal)
+        case (.timestampWithTimeZone, .string(let text)):
+            return .string(ISOTimestamp.utc(fromPostgres: text) ?? text)
+        case (.array(let element), .array(let items)):
+            return .array(items.map { normalize(jsonbValue: $0, kind: element) })
+        default:
+            return value
+        }
+    }
+
+    /// A whole row from `to_jsonb(row)`: values normalised and columns put back in table order (jsonb sorts
+    /// keys by length). Keys the table no longer has (a dropped column, audit history) are kept at the end
+    /// as they are.
+    public static func normalize(jsonbRow row: JSONObject, table: TableInfo?) -> JSONObject {
+        guard let table else { return row }
+        var fields: [(String, JSONValue)] = []
+        fields.reserveCapacity(row.count)
+        for column in table.columns {
+            if let value = row[column.name] {
+                fields.append((column.name, normalize(jsonbValue: value, kind: column.kind)))
+            }
+        }
+        for field in row.fields where table.column(named: field.name) == nil {
+            fields.append((field.name, field.value))
+        }
+        return JSONObject(fields)
+    }
+
+    /// The primary-key columns of `row`, in key order; nil when the table has no key or the row lacks one.
+    public static func key(of row: JSONObject?, table: TableInfo?) -> JSONObject? {
+        guard let row, let table, !table.primaryKey.isEmpty else { return nil }
+        var fields: [(String, JSONValue)] = []
+        for name in table.primaryKey {
+            guard let value = row[name] else { return nil }
+            fields.append((name, value))
+        }
+        return JSONObject(fields)
+    }
+
+    static func isJSONNumber(_ text: String) -> Bool {
+        guard !text.isEmpty, case .number = try? JSONParser.parse(text) else { return false }
+        return true
+    }
+}
+
+/// PostgreSQL's array literal (`{1,2,"a b",NULL,{3,4}}`), the text form of every array type.
+public enum PGArrayLiteral {
+    public enum Item: Sendable, Hashable {
+        case null
+        case value(String)
+        case nested([Item])
+    }
+
+    /// Nil when `text` is not an array literal (e.g. one with explicit bounds, `[0:1]={1,2}`).
+    public static func parse(_ text: String) -> [Item]? {
+        let bytes = Array(text.utf8)
+        var index = 0
+        guard let items = parseArray(bytes, &index), index == bytes.count else { return nil }
+        return items
+    }
+
+    private static func parseArray(_ b: [UInt8], _ i: inout Int) -> [Item]? {
+        guard i < b.count, b[i] == UInt8(ascii: "{") else { return nil }
+        i += 1
+        var items: [Item] = []
+        if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; return items }
+        while i < b.count {
+            if b[i] == UInt8(ascii: "{") {
+                guard let nested = parseArray(b, &i) else { return nil }
+                items.append(.nested(nested))
+            } else if b[i] == UInt8(ascii: "\"") {
+                i += 1
+                var out: [UInt8] = []
+                while i < b.count, b[i] != UInt8(ascii: "\"") {
+                    if b[i] == UInt8(ascii: "\\"), i + 1 < b.count { i += 1 }
+                    out.append(b[i])
+                    i += 1
+                }
+                guard i < b.count else { return nil }
+                i += 1
+                items.append(.value(String(decoding: out, as: UTF8.self)))
+            } else {
+                let start = i
+                while i < b.count, b[i] != UInt8(ascii: ","), b[i] != UInt8(ascii: "}") { i += 1 }
+                let word = String(decoding: b[start..<i], as: UTF8.self)
+                items.append(word == "NULL" ? .null : .value(word))
+            }
+            guard i < b.count else { return nil }
+            if b[i] == UInt8(ascii: ",") { i += 1; continue }
+            if b[i] == UInt8(ascii: "}") { i += 1; return items }
+            return nil
+        }
+        return nil
+    }
+}

@@ -1,0 +1,158 @@
+import Logging
+import SpillwayCore
+
+/// What `spillway install` reports back.
+public struct InstallReport: Sendable {
+    public var createdAuditTable: Bool
+    public var adoptedAuditTable: Bool
+    /// Tables that got Spillway's row trigger.
+    public var triggeredTables: [QualifiedName]
+    /// Tables already feeding an adopted audit table through their own trigger.
+    public var tablesWithOwnTrigger: [QualifiedName]
+    public var historyRows: Int
+    public var warnings: [String]
+}
+
+/// Creates (idempotently, in one transaction) everything the audit_log source needs: schema, sequence,
+/// checkpoint table, audit table (or adopts an existing one), capture and wake triggers, and the consumer's
+/// checkpoint row. Either all of it lands or none does.
+public struct AuditLogInstaller: Sendable {
+    let config: SpillwayConfig
+    let names: AuditLogSchema
+    let logger: Logger
+
+    public init(config: SpillwayConfig, logger: Logger) {
+        self.config = config
+        self.names = AuditLogSchema(config: config)
+        self.logger = logger
+    }
+
+    public func install(on connection: PostgresConnection) async throws -> InstallReport {
+        try await PostgresCatalog.requireServerVersion(connection)
+        var report = InstallReport(createdAuditTable: false, adoptedAuditTable: false, triggeredTables: [],
+                                   tablesWithOwnTrigger: [], historyRows: 0, warnings: [])
+        try await connection.execute("BEGIN")
+        do {
+            // Two installs at once must not interleave their DDL.
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext($1))", ["spillway-install:\(names.schema)"])
+            for (index, table) in config.source.tables.enumerated() {
+                guard try await PostgresCatalog.tableExists(table, on: connection) else {
+                    throw ConfigError(key: "source.tables[\(index)]", problem: "table \(table) does not exist",
+                                      fix: "create the table first, or correct the name (schema.table)")
+                }
+            }
+            try await connection.execute(names.createSchemaSQL())
+            if try await PostgresCatalog.tableExists(names.auditTable, on: connection) {
+                try await adopt(on: connection, report: &report)
+            } else {
+                try await connection.execute(names.createAuditTableSQL())
+                report.createdAuditTable = true
+            }
+            try await connection.execute(names.indexSQL())
+            try await connection.execute(names.captureFunctionSQL())
+            try await connection.execute(names.wakeFunctionSQL())
+            if config.source.notify {
+                try await connection.execute(names.wakeTriggerSQL())
+            } else {
+                try await connection.execute("DROP TRIGGER IF EXISTS \(AuditLogSchema.wakeTrigger) ON \(names.auditTable.sql)")
+            }
+            for table in config.source.tables {
+                if report.adoptedAuditTable, try await hasAdoptedAuditTrigger(table, on: connection) {
+                    report.tablesWithOwnTrigger.append(table)
+                } else {
+                    try await connection.execute(names.rowTriggerSQL(on: table))
+                    report.triggeredTables.append(table)
+                }
+                try await connection.execute(names.truncateTriggerSQL(on: table))
+                if try await PostgresCatalog.primaryKey(of: table, on: connection).isEmpty {
+                    report.warnings.append("table \(table) has no primary key: its events carry `key: null`, so "
+                        + "per-key routing (Kafka partitions, cache keys) cannot work for it; add a primary key")
+                }
+            }
+            let checkpoints = CheckpointStore(schema: names.schema)
+            try await checkpoints.register(consumer: config.consumer, auditTable: names.auditTable,
+                                           cursor: .start(includingHistory: config.source.history == .include),
+                                           on: connection)
+            try await connection.execute("COMMIT")
+        } catch {
+            try? await connection.execute("ROLLBACK")
+            throw error
+        }
+        return report
+    }
+
+    private func adopt(on connection: PostgresConnection, report: inout InstallReport) async throws {
+        let columns = try await PostgresCatalog.columnTypes(of: names.auditTable, on: connection)
+        let required = ["table_name", "operation", "old_data", "new_data", "changed_at"]
+        let missing = required.filter { columns[$0] == nil }
+        guard missing.isEmpty else {
+            throw ConfigError(
+                key: "source.audit_table",
+                problem: "table \(names.auditTable) exists but lacks column(s) \(missing.joined(separator: ", "))",
+                fix: "point source.audit_table at an audit table of the shape (id, table_name, operation, old_data jsonb, "
+                    + "new_data jsonb, changed_by, changed_at), or at a table name that does not exist yet")
+        }
+        for (name, type) in [("old_data", "jsonb"), ("new_data", "jsonb")] where columns[name] != type {
+            throw ConfigError(key: "source.audit_table",
+                              problem: "column \(names.auditTable).\(name) is \(columns[name] ?? "?"), not jsonb",
+                              fix: "convert it with ALTER TABLE ... ALTER COLUMN \(name) TYPE jsonb USING \(name)::jsonb")
+        }
+        for column in names.addedColumns {
+            if let existing = columns[column.name] {
+                guard existing == column.type else {
+                    throw ConfigError(key: "source.audit_table",
+                                      problem: "column \(names.auditTable).\(column.name) exists with type \(existing), Spillway needs \(column.type)",
+                                      fix: "rename that column, or use a separate audit table (leave source.audit_table unset)")
+                }
+                continue
+            }
+            // Added without a default first, then given one: adding a column with a volatile default
+            // would rewrite every history row with the installing transaction's id.
+            try await connection.execute("ALTER TABLE \(names.auditTable.sql) ADD COLUMN \(SQLText.identifier(column.name)) \(column.type)")
+            if let defaultSQL = column.defaultSQL {
+                try await connection.execute(
+                    "ALTER TABLE \(names.auditTable.sql) ALTER COLUMN \(SQLText.identifier(column.name)) SET DEFAULT \(defaultSQL)")
+            }
+        }
+        if names.auditTable != QualifiedName(schema: names.schema, name: "audit_log") {
+            report.adoptedAuditTable = true
+            let history = try await connection.query("SELECT count(*) FROM \(names.auditTable.sql) WHERE txid IS NULL")
+            report.historyRows = Int(history.first?[0] ?? "0") ?? 0
+        }
+    }
+
+    private func hasAdoptedAuditTrigger(_ table: QualifiedName, on connection: PostgresConnection) async throws -> Bool {
+        let result = try await connection.query(
+            """
+            SELECT 1 FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+            WHERE t.tgrelid = $1::regclass AND NOT t.tgisinternal AND p.proname = ANY($2::text[])
+              AND t.tgname <> $3
+            """,
+            [table.sql, "{\(AuditLogSchema.adoptedTriggerFunctions.joined(separator: ","))}", AuditLogSchema.captureTrigger])
+        return !result.rows.isEmpty
+    }
+
+    /// Removes the capture triggers and the Spillway schema (audit table, checkpoints, functions). An adopted
+    /// audit table stays, with its rows; only its Spillway defaults go.
+    public func uninstall(on connection: PostgresConnection) async throws {
+        try await connection.execute("BEGIN")
+        do {
+            for table in config.source.tables where try await PostgresCatalog.tableExists(table, on: connection) {
+                try await connection.execute("DROP TRIGGER IF EXISTS \(AuditLogSchema.captureTrigger) ON \(table.sql)")
+                try await connection.execute("DROP TRIGGER IF EXISTS \(AuditLogSchema.truncateTrigger) ON \(table.sql)")
+            }
+            if names.auditTable.schema != names.schema, try await PostgresCatalog.tableExists(names.auditTable, on: connection) {
+                try await connection.execute("DROP TRIGGER IF EXISTS \(AuditLogSchema.wakeTrigger) ON \(names.auditTable.sql)")
+                for column in ["txid", "seq", "tenant"] {
+                    try await connection.execute(
+                        "ALTER TABLE \(names.auditTable.sql) ALTER COLUMN \(SQLText.identifier(column)) DROP DEFAULT")
+                }
+            }
+            try await connection.execute("DROP SCHEMA IF EXISTS \(SQLText.identifier(names.schema)) CASCADE")
+            try await connection.execute("COMMIT")
+        } catch {
+            try? await connection.execute("ROLLBACK")
+            throw error
+        }
+    }
+}

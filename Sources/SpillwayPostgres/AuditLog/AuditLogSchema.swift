@@ -1,0 +1,151 @@
+import SpillwayCore
+
+/// The objects Spillway owns in the source database, named once. Everything lives in one schema
+/// (`spillway` by default), so `uninstall` is a DROP SCHEMA plus the triggers on captured tables.
+public struct AuditLogSchema: Sendable {
+    public let schema: String
+    /// The audit table: Spillway's own or an adopted one. The capture function runs as its owner
+    /// (SECURITY DEFINER), so writers need no privilege on it and cannot forge audit rows.
+    public let auditTable: QualifiedName
+
+    public init(config: SpillwayConfig) {
+        schema = config.schema
+        auditTable = config.source.auditTable ?? QualifiedName(schema: config.schema, name: "audit_log")
+    }
+
+    public init(schema: String, auditTable: QualifiedName) {
+        self.schema = schema
+        self.auditTable = auditTable
+    }
+
+    var schemaSQL: String { SQLText.identifier(schema) }
+    public var checkpointsTable: String { "\(schemaSQL).checkpoints" }
+    var sequence: String { "\(schemaSQL).audit_seq" }
+    var captureFunction: String { "\(schemaSQL).capture_change" }
+    var wakeFunction: String { "\(schemaSQL).wake_pollers" }
+    /// The NOTIFY channel the wake trigger signals and pollers LISTEN on.
+    public var wakeChannel: String { "\(schema)_audit" }
+    static let captureTrigger = "spillway_capture"
+    static let truncateTrigger = "spillway_capture_truncate"
+    static let wakeTrigger = "spillway_wake"
+    /// Functions of common hand-written audit setups; a table already feeding the adopted audit table
+    /// through one of them gets no second row trigger from Spillway.
+    static let adoptedTriggerFunctions = ["audit_trigger_func", "audit_trigger", "if_modified_func"]
+
+    /// The columns Spillway reads, beyond the common shape. Added (nullable, then given a default) when an
+    /// existing table is adopted, so no history row is rewritten: old rows keep NULL and read as history.
+    var addedColumns: [(name: String, type: String, defaultSQL: String?)] {
+        [
+            ("schema_name", "text", nil),
+            ("txid", "xid8", "pg_current_xact_id()"),
+            // The per-row sequence number that orders a batch; see AuditLogOrdering for why it is taken
+            // when the row is written. CACHE 1 (the default) keeps numbers global across sessions.
+            ("seq", "bigint", "nextval('\(schema).audit_seq')"),
+            ("tenant", "text", "nullif(current_setting('app.current_org_id', true), '')"),
+        ]
+    }
+
+    func createSchemaSQL() -> String {
+        """
+        CREATE SCHEMA IF NOT EXISTS \(schemaSQL);
+        CREATE SEQUENCE IF NOT EXISTS \(sequence) CACHE 1;
+        CREATE TABLE IF NOT EXISTS \(checkpointsTable) (
+            consumer text PRIMARY KEY,
+            source text NOT NULL,
+            audit_table text,
+            position text,
+            snapshot pg_snapshot,
+            batch_snapshot pg_snapshot,
+            batch_rank bigint,
+            batch_seq bigint,
+            history_done boolean NOT NULL DEFAULT false,
+            history_changed_at timestamptz,
+            history_id text,
+            lsn pg_lsn,
+            events_total bigint NOT NULL DEFAULT 0,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            last_error text,
+            last_error_at timestamptz
+        );
+        """
+    }
+
+    func createAuditTableSQL() -> String {
+        """
+        CREATE TABLE IF NOT EXISTS \(auditTable.sql) (
+            id bigserial PRIMARY KEY,
+            schema_name text,
+            table_name text NOT NULL,
+            operation text NOT NULL,
+            old_data jsonb,
+            new_data jsonb,
+            changed_by text DEFAULT session_user,
+            changed_at timestamptz NOT NULL DEFAULT now(),
+            txid xid8 DEFAULT pg_current_xact_id(),
+            seq bigint DEFAULT nextval('\(schema).audit_seq'),
+            tenant text DEFAULT nullif(current_setting('app.current_org_id', true), '')
+        )
+        """
+    }
+
+    func indexSQL() -> String {
+        let name = SQLText.identifier("\(auditTable.name)_spillway_txid_idx")
+        return "CREATE INDEX IF NOT EXISTS \(name) ON \(auditTable.sql) (txid, seq)"
+    }
+
+    func captureFunctionSQL() -> String {
+        """
+        CREATE OR REPLACE FUNCTION \(captureFunction)() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $spillway$
+        BEGIN
+            IF TG_LEVEL = 'STATEMENT' THEN
+                INSERT INTO \(auditTable.sql) (schema_name, table_name, operation)
+                VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP);
+            ELSE
+                INSERT INTO \(auditTable.sql) (schema_name, table_name, operation, old_data, new_data)
+                VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP,
+                        CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
+                        CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END);
+            END IF;
+            RETURN NULL;
+        END
+        $spillway$
+        """
+    }
+
+    func wakeFunctionSQL() -> String {
+        """
+        CREATE OR REPLACE FUNCTION \(wakeFunction)() RETURNS trigger LANGUAGE plpgsql AS $spillway$
+        BEGIN
+            PERFORM pg_notify(\(SQLText.literal(wakeChannel)), '');
+            RETURN NULL;
+        END
+        $spillway$
+        """
+    }
+
+    func rowTriggerSQL(on table: QualifiedName) -> String {
+        """
+        DROP TRIGGER IF EXISTS \(Self.captureTrigger) ON \(table.sql);
+        CREATE TRIGGER \(Self.captureTrigger) AFTER INSERT OR UPDATE OR DELETE ON \(table.sql)
+        FOR EACH ROW EXECUTE FUNCTION \(captureFunction)()
+        """
+    }
+
+    func truncateTriggerSQL(on table: QualifiedName) -> String {
+        """
+        DROP TRIGGER IF EXISTS \(Self.truncateTrigger) ON \(table.sql);
+        CREATE TRIGGER \(Self.truncateTrigger) AFTER TRUNCATE ON \(table.sql)
+        FOR EACH STATEMENT EXECUTE FUNCTION \(captureFunction)()
+        """
+    }
+
+    func wakeTriggerSQL() -> String {
+        """
+        DROP TRIGGER IF EXISTS \(Self.wakeTrigger) ON \(auditTable.sql);
+        CREATE TRIGGER \(Self.wakeTrigger) AFTER INSERT ON \(auditTable.sql)
+        FOR EACH STATEMENT EXECUTE FUNCTION \(wakeFunction)()
+        """
+    }
+}

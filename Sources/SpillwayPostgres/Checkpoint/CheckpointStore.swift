@@ -1,0 +1,112 @@
+import SpillwayCore
+
+/// A consumer's row in `<schema>.checkpoints`, as `status` shows it.
+public struct CheckpointRecord: Sendable {
+    public var consumer: String
+    public var source: String
+    public var auditTable: String?
+    public var position: String?
+    public var cursor: AuditLogCursor
+    public var eventsTotal: Int64
+    public var updatedAt: String?
+    public var lastError: String?
+    public var lastErrorAt: String?
+}
+
+/// Reads and writes checkpoints. The pipeline calls `save` only after every sink acknowledged the events
+/// before the new position, so a crash replays from the last acknowledged batch, never past it.
+public struct CheckpointStore: Sendable {
+    let table: String
+
+    public init(schema: String) {
+        table = "\(SQLText.identifier(schema)).checkpoints"
+    }
+
+    /// Creates the consumer's row if it has none; an existing row (and its position) is left alone.
+    public func register(consumer: String, auditTable: QualifiedName, cursor: AuditLogCursor,
+                         on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            INSERT INTO \(table) (consumer, source, audit_table, snapshot, history_done)
+            VALUES ($1, 'audit_log', $2, $3::pg_snapshot, $4::boolean)
+            ON CONFLICT (consumer) DO NOTHING
+            """, [consumer, auditTable.description, cursor.completed.description, cursor.isHistoryDone ? "true" : "false"])
+    }
+
+    public func load(consumer: String, on connection: PostgresConnection) async throws -> CheckpointRecord? {
+        let result = try await connection.query(
+            """
+            SELECT consumer, source, audit_table, position, snapshot::text, batch_snapshot::text, batch_rank, batch_seq,
+                   history_done, history_changed_at::text, history_id, events_total,
+                   to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), last_error,
+                   to_char(last_error_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            FROM \(table) WHERE consumer = $1
+            """, [consumer])
+        guard let row = result.first else { return nil }
+        return Self.record(from: row)
+    }
+
+    public func loadAll(on connection: PostgresConnection) async throws -> [CheckpointRecord] {
+        let result = try await connection.query(
+            """
+            SELECT consumer, source, audit_table, position, snapshot::text, batch_snapshot::text, batch_rank, batch_seq,
+                   history_done, history_changed_at::text, history_id, events_total,
+                   to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), last_error,
+                   to_char(last_error_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            FROM \(table) ORDER BY consumer
+            """)
+        return result.rows.map(Self.record(from:))
+    }
+
+    private static func record(from row: [String?]) -> CheckpointRecord {
+        var cursor = AuditLogCursor(completed: row[4].flatMap(PGSnapshot.init) ?? .origin,
+                                    batch: row[5].flatMap(PGSnapshot.init),
+                                    isHistoryDone: row[8] == "t")
+        if cursor.batch != nil, let rank = row[6].flatMap({ Int64($0) }), let seq = row[7].flatMap({ Int64($0) }) {
+            cursor.batchProgress = AuditLogOrdering(transactionRank: rank, sequence: seq)
+        }
+        if let changedAt = row[9], let id = row[10] {
+            cursor.historyProgress = .init(changedAt: changedAt, id: id)
+        }
+        return CheckpointRecord(consumer: row[0] ?? "", source: row[1] ?? "", auditTable: row[2], position: row[3],
+                                cursor: cursor, eventsTotal: Int64(row[11] ?? "0") ?? 0, updatedAt: row[12],
+                                lastError: row[13], lastErrorAt: row[14])
+    }
+
+    /// Moves the consumer to `cursor`. `position` is the last acknowledged event's position (kept when nil).
+    public func save(consumer: String, cursor: AuditLogCursor, position: String?, deliveredEvents: Int,
+                     on connection: PostgresConnection) async throws {
+        let result = try await connection.query(
+            """
+            UPDATE \(table) SET snapshot = $2::pg_snapshot, batch_snapshot = $3::pg_snapshot, batch_rank = $4::bigint,
+                batch_seq = $5::bigint, history_done = $6::boolean, history_changed_at = $7::timestamptz, history_id = $8,
+                position = coalesce($9, position), events_total = events_total + $10::bigint, updated_at = now(),
+                last_error = NULL, last_error_at = NULL
+            WHERE consumer = $1
+            """,
+            [consumer, cursor.completed.description, cursor.batch?.description,
+             cursor.batchProgress.map { String($0.transactionRank) }, cursor.batchProgress.map { String($0.sequence) },
+             cursor.isHistoryDone ? "true" : "false", cursor.historyProgress?.changedAt, cursor.historyProgress?.id,
+             position, String(deliveredEvents)])
+        guard result.affectedRows == 1 else {
+            throw PostgresError(message: "consumer '\(consumer)' has no row in \(table): it was removed while running; run `spillway install` again")
+        }
+    }
+
+    /// Records why the consumer is stuck, for `status`. Best effort: the caller is already handling an error.
+    public func recordError(consumer: String, message: String, on connection: PostgresConnection) async {
+        _ = try? await connection.query(
+            "UPDATE \(table) SET last_error = $2, last_error_at = now() WHERE consumer = $1", [consumer, message])
+    }
+
+    /// Rewinds the consumer to the start of the audit table (`spillway reset`).
+    public func reset(consumer: String, includingHistory: Bool, on connection: PostgresConnection) async throws -> Bool {
+        let result = try await connection.query(
+            """
+            UPDATE \(table) SET snapshot = $2::pg_snapshot, batch_snapshot = NULL, batch_rank = NULL, batch_seq = NULL,
+                history_done = $3::boolean, history_changed_at = NULL, history_id = NULL, position = NULL, updated_at = now()
+            WHERE consumer = $1
+            """, [consumer, PGSnapshot.origin.description, includingHistory ? "false" : "true"])
+        return result.affectedRows == 1
+    }
+}

@@ -1,0 +1,230 @@
+import CLibPQ
+import Dispatch
+import Foundation
+
+/// A PostgreSQL error, from the server (with SQLSTATE) or from libpq. `description` is safe to log: libpq's
+/// messages name host and port, never the password.
+public struct PostgresError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var sqlState: String?
+    public var detail: String?
+    public var hint: String?
+
+    public init(message: String, sqlState: String? = nil, detail: String? = nil, hint: String? = nil) {
+        self.message = message
+        self.sqlState = sqlState
+        self.detail = detail
+        self.hint = hint
+    }
+
+    public var description: String {
+        var text = message
+        if let sqlState { text += " (SQLSTATE \(sqlState))" }
+        if let detail { text += " — \(detail)" }
+        if let hint { text += " Hint: \(hint)" }
+        return text
+    }
+
+    /// The server or the network went away: worth reconnecting, unlike a SQL error.
+    public var isConnectionFailure: Bool {
+        guard let sqlState else { return true }
+        return sqlState.hasPrefix("08") || sqlState == "57P01" || sqlState == "57P02" || sqlState == "57P03"
+    }
+}
+
+/// The rows of one statement, copied out of libpq's memory as text (the text format is what the value
+/// mapper reads).
+public struct QueryResult: Sendable {
+    public var columns: [String]
+    public var rows: [[String?]]
+    /// Rows a command affected (`PQcmdTuples`); 0 when it reports none.
+    public var affectedRows: Int
+
+    public subscript(row: Int, column: String) -> String? {
+        guard let index = columns.firstIndex(of: column) else { return nil }
+        return rows[row][index]
+    }
+
+    public var first: [String?]? { rows.first }
+}
+
+/// One libpq connection. Every call runs on the connection's own serial queue, never on Swift's cooperative
+/// pool, because libpq blocks; the queue is also what makes the handle safe to share.
+public final class PostgresConnection: @unchecked Sendable {
+    // @unchecked Sendable: `handle` is touched only on `queue` (and in deinit, when no call can be pending).
+    private let handle: OpaquePointer
+    private let queue: DispatchQueue
+    private var isClosed = false
+
+    private init(handle: OpaquePointer, label: String) {
+        self.handle = handle
+        self.queue = DispatchQueue(label: "spillway.pg.\(label)")
+    }
+
+    deinit {
+        if !isClosed { PQfinish(handle) }
+    }
+
+    /// Connects and sets a session that both sources rely on: UTC and ISO dates, so the value mapper sees one
+    /// text format. `url` is a libpq connection string or `postgres://` URL.
+    public static func connect(url: String, applicationName: String = "spillway") async throws -> PostgresConnection {
+        let handle: OpaquePointer = try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                let keywords = ["dbname", "application_name", "connect_timeout"]
+                let values = [url, applicationName, "10"]
+                let handle = withCStrings(keywords) { k in
+                    withCStrings(values) { v in PQconnectdbParams(k, v, 1) }
+                }
+                guard let handle else {
+                    continuation.resume(throwing: PostgresError(message: "libpq could not allocate a connection"))
+                    return
+                }
+                guard PQstatus(handle) == CONNECTION_OK else {
+                    let message = String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
+                    PQfinish(handle)
+                    continuation.resume(throwing: PostgresError(message: "cannot connect to PostgreSQL: \(message)"))
+                    return
+                }
+                continuation.resume(returning: handle)
+            }
+        }
+        let connection = PostgresConnection(handle: handle, label: applicationName)
+        // NOTICEs (e.g. "trigger does not exist, skipping" from idempotent DDL) would otherwise reach stderr raw.
+        try await connection.execute(
+            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3; SET client_min_messages = warning")
+        return connection
+    }
+
+    /// Runs one statement with text parameters (`$1`...). Parameters travel separately from the SQL, so no
+    /// value is ever spliced into it.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [String?] = []) async throws -> QueryResult {
+        try await onQueue { handle in
+            let result: OpaquePointer? = withOptionalCStrings(parameters) { values in
+                PQexecParams(handle, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+            }
+            return try Self.consume(result, handle: handle)
+        }
+    }
+
+    /// Runs one or more statements without parameters (DDL scripts).
+    public func execute(_ sql: String) async throws {
+        try await onQueue { handle in
+            _ = try Self.consume(PQexec(handle, sql), handle: handle)
+        }
+    }
+
+    /// Waits until a NOTIFY arrives on a channel this connection LISTENs to, or `timeout` passes. Returns
+    /// the number of notifications drained.
+    public func waitForNotifications(timeout: Duration) async throws -> Int {
+        try await onQueue { handle in
+            var drained = Self.drainNotifications(handle)
+            if drained > 0 { return drained }
+            let socket = PQsocket(handle)
+            guard socket >= 0 else { throw PostgresError(message: "connection lost while waiting for notifications") }
+            var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+            let millis = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+            let ready = poll(&descriptor, 1, max(0, millis))
+            if ready > 0 {
+                guard PQconsumeInput(handle) == 1 else {
+                    throw PostgresError(message: "connection lost: \(Self.errorMessage(handle))")
+                }
+                drained = Self.drainNotifications(handle)
+            }
+            return drained
+        }
+    }
+
+    /// Whether the connection is still usable (a cheap local check, no round trip).
+    public var isHealthy: Bool {
+        queue.sync { !isClosed && PQstatus(handle) == CONNECTION_OK }
+    }
+
+    public func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async {
+                if !self.isClosed {
+                    self.isClosed = true
+                    PQfinish(self.handle)
+                }
+                continuation.resume()
+            }
+        }
+    }
+
+    // MARK: Internals
+
+    private func onQueue<T: Sendable>(_ body: @escaping @Sendable (OpaquePointer) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                guard !self.isClosed else {
+                    continuation.resume(throwing: PostgresError(message: "the connection is closed"))
+                    return
+                }
+                continuation.resume(with: Result { try body(self.handle) })
+            }
+        }
+    }
+
+    private static func errorMessage(_ handle: OpaquePointer) -> String {
+        String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    private static func drainNotifications(_ handle: OpaquePointer) -> Int {
+        var count = 0
+        while let notification = PQnotifies(handle) {
+            PQfreemem(notification)
+            count += 1
+        }
+        return count
+    }
+
+    private static func consume(_ result: OpaquePointer?, handle: OpaquePointer) throws -> QueryResult {
+        guard let result else { throw PostgresError(message: errorMessage(handle)) }
+        defer { PQclear(result) }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            return QueryResult(columns: [], rows: [], affectedRows: Int(String(cString: PQcmdTuples(result))) ?? 0)
+        case PGRES_TUPLES_OK:
+            let columnCount = Int(PQnfields(result))
+            let rowCount = Int(PQntuples(result))
+            let columns = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
+            var rows: [[String?]] = []
+            rows.reserveCapacity(rowCount)
+            for row in 0..<rowCount {
+                var values: [String?] = []
+                values.reserveCapacity(columnCount)
+                for column in 0..<columnCount {
+                    if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
+                        values.append(nil)
+                    } else {
+                        values.append(String(cString: PQgetvalue(result, Int32(row), Int32(column))))
+                    }
+                }
+                rows.append(values)
+            }
+            return QueryResult(columns: columns, rows: rows, affectedRows: rowCount)
+        default:
+            func field(_ code: Character) -> String? {
+                guard let value = PQresultErrorField(result, Int32(code.asciiValue!)) else { return nil }
+                return String(cString: value)
+            }
+            let message = field("M") ?? String(cString: PQresultErrorMessage(result)).trimmingCharacters(in: .whitespacesAndNewlines)
+            let sqlState = field("C")
+            throw PostgresError(message: message.isEmpty ? errorMessage(handle) : message,
+                                sqlState: sqlState, detail: field("D"), hint: field("H"))
+        }
+    }
+}
+
+private func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+    let pointers = strings.map { strdup($0) }
+    defer { pointers.forEach { free($0) } }
+    return body(pointers.map { UnsafePointer($0) } + [nil])
+}
+
+private func withOptionalCStrings<R>(_ strings: [String?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+    let pointers = strings.map { $0.map { strdup($0) } ?? nil }
+    defer { pointers.forEach { free($0) } }
+    return body(pointers.map { UnsafePointer($0) })
+}

@@ -1,0 +1,215 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import SpillwayApp
+import SpillwayCore
+import SpillwayPostgres
+
+@main
+struct Spillway: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spillway",
+        abstract: "Change data capture for PostgreSQL: every committed change, to every sink, at least once.",
+        subcommands: [Install.self, Run.self, Status.self, Reset.self, Uninstall.self, Demo.self]
+    )
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: .long, help: "The YAML configuration file.")
+    var config: String = "spillway.yaml"
+
+    func load() throws -> SpillwayConfig {
+        try ConfigLoader.load(path: config)
+    }
+}
+
+/// Runs a command body and turns errors into a message on standard error and an exit code: 2 for
+/// configuration problems, 1 for everything else.
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ConfigError {
+        FileHandle.standardError.write(Data("spillway: \(error)\n".utf8))
+        throw ExitCode(2)
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        FileHandle.standardError.write(Data("spillway: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+func makeLogger(_ config: LogConfig) -> Logger {
+    LoggingSetup.bootstrap(config)
+    return Logger(label: "spillway")
+}
+
+struct Install: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create (idempotently) Spillway's schema, audit table or adoption, triggers and checkpoint row.")
+    @OptionGroup var options: ConfigOption
+
+    func run() async throws {
+        try await reportingErrors {
+            let config = try options.load()
+            let logger = makeLogger(config.log)
+            // Fail fast: an installer that retries hides a wrong URL.
+            let connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-install")
+            let report: InstallReport
+            do {
+                report = try await AuditLogInstaller(config: config, logger: logger).install(on: connection)
+            } catch {
+                await connection.close()
+                throw error
+            }
+            await connection.close()
+            let audit = AuditLogSchema(config: config).auditTable
+            print(report.adoptedAuditTable
+                  ? "adopted audit table \(audit) (\(report.historyRows) history rows kept)"
+                  : "audit table \(audit) \(report.createdAuditTable ? "created" : "already installed")")
+            if !report.triggeredTables.isEmpty {
+                print("capture triggers on: \(report.triggeredTables.map(\.description).joined(separator: ", "))")
+            }
+            if !report.tablesWithOwnTrigger.isEmpty {
+                print("already audited by their own trigger: \(report.tablesWithOwnTrigger.map(\.description).joined(separator: ", "))")
+            }
+            for warning in report.warnings { print("warning: \(warning)") }
+            print("consumer '\(config.consumer)' registered in \(config.schema).checkpoints")
+        }
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stream changes to the sinks until SIGINT/SIGTERM; then finish the batch in flight, checkpoint and exit 0.")
+    @OptionGroup var options: ConfigOption
+    @Flag(help: "Deliver what has committed so far, then exit.")
+    var once = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let config = try options.load()
+            let logger = makeLogger(config.log)
+            let routes = try await SinkFactory.makeRoutes(config)
+            let pipeline = AuditLogPipeline(config: config, fanout: Fanout(routes: routes, logger: logger),
+                                            options: .init(once: once), logger: logger)
+            let group = ServiceGroup(configuration: .init(
+                services: [.init(service: pipeline, successTerminationBehavior: .gracefullyShutdownGroup,
+                                 failureTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+            do {
+                try await group.run()
+            } catch {
+                for route in routes { try? await route.sink.close() }
+                throw Self.unwrap(error)
+            }
+            for route in routes { try await route.sink.close() }
+        }
+    }
+
+    /// ServiceGroup wraps a service's error; the user wants the service's own message.
+    static func unwrap(_ error: any Error) -> any Error {
+        if let error = error as? ServiceGroupError, let cause = Mirror(reflecting: error).descendant("underlyingError") as? any Error {
+            return cause
+        }
+        return error
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the consumer's position, lag and last error.")
+    @OptionGroup var options: ConfigOption
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let config = try options.load()
+            let connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-status")
+            let report: StatusReport
+            do {
+                report = try await StatusReport.load(config: config, on: connection)
+            } catch {
+                await connection.close()
+                throw error
+            }
+            await connection.close()
+            print(json ? JSONEncoding.string(report.json) : report.text)
+        }
+    }
+}
+
+struct Reset: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rewind the consumer to the oldest retained audit row, to replay changes (stop `run` first).")
+    @OptionGroup var options: ConfigOption
+
+    func run() async throws {
+        try await reportingErrors {
+            let config = try options.load()
+            let connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-reset")
+            defer { _ = connection }
+            let lock = try await connection.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])
+            guard lock.first?[0] == "t" else {
+                await connection.close()
+                throw FatalError("consumer '\(config.consumer)' is running; stop it before resetting")
+            }
+            let found = try await CheckpointStore(schema: config.schema)
+                .reset(consumer: config.consumer, includingHistory: config.source.history == .include, on: connection)
+            await connection.close()
+            guard found else {
+                throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed",
+                                  fix: "run `spillway install --config FILE` first")
+            }
+            print("consumer '\(config.consumer)' rewound: the next `spillway run` replays every retained change")
+        }
+    }
+}
+
+struct Uninstall: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove Spillway's triggers and schema (its audit table and every consumer's checkpoint).")
+    @OptionGroup var options: ConfigOption
+    @Flag(help: "Uninstall even when other consumers are registered.")
+    var force = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let config = try options.load()
+            let logger = makeLogger(config.log)
+            let connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-uninstall")
+            do {
+                if try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: connection) {
+                    let others = try await CheckpointStore(schema: config.schema).loadAll(on: connection)
+                        .map(\.consumer).filter { $0 != config.consumer }
+                    if !others.isEmpty, !force {
+                        throw FatalError("other consumers still read from schema '\(config.schema)': \(others.joined(separator: ", ")). "
+                            + "Uninstalling removes their checkpoints and the audit rows they have not read; pass --force to do it anyway")
+                    }
+                }
+                try await AuditLogInstaller(config: config, logger: logger).uninstall(on: connection)
+            } catch {
+                await connection.close()
+                throw error
+            }
+            await connection.close()
+            print("removed Spillway's triggers and schema '\(config.schema)'")
+        }
+    }
+}
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start a throwaway PostgreSQL, capture a few changes of a products table, print them, and clean up.")
+    @Flag(help: "Leave the throwaway cluster running (its URL is printed).")
+    var keepCluster = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let logger = makeLogger(LogConfig(level: .warning))
+            try await SpillwayApp.Demo.run(logger: logger, keepCluster: keepCluster)
+        }
+    }
+}
