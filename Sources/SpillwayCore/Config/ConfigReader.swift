@@ -28,10 +28,11 @@ struct ConfigReader {
     mutating func node(_ key: String) -> Node? {
         consumed.insert(key)
         guard let node = entries.first(where: { $0.key == key })?.value else { return nil }
-        if case .scalar(let scalar) = node, scalar.tag.description == Tag.Name.null.rawValue || scalar.string == "~" {
+        // Yams leaves plain scalars untagged, so YAML's null spellings are recognised here.
+        if case .scalar(let scalar) = node, scalar.style == .plain,
+           ["", "~", "null", "Null", "NULL"].contains(scalar.string) {
             return nil
         }
-        if case .scalar(let scalar) = node, scalar.string.isEmpty, scalar.style == .plain { return nil }
         return node
     }
 
@@ -140,8 +141,13 @@ struct ConfigReader {
 
     /// Call once every known key was read.
     func rejectUnknownKeys() throws(ConfigError) {
-        let known = consumed.sorted()
-        for entry in entries where !consumed.contains(entry.key) {
+        try rejectUnknownKeys(known: consumed)
+    }
+
+    /// Checks up front, so a misspelt required key reads "did you mean" rather than "is required".
+    func rejectUnknownKeys(known knownKeys: Set<String>) throws(ConfigError) {
+        let known = knownKeys.sorted()
+        for entry in entries where !knownKeys.contains(entry.key) {
             let suggestion = known.min { editDistance($0, entry.key) < editDistance($1, entry.key) }
             let hint = suggestion.flatMap { editDistance($0, entry.key) <= 3 ? "did you mean '\($0)'? " : nil } ?? ""
             throw ConfigError(key: keyPath(entry.key), problem: "unknown key",
@@ -170,12 +176,18 @@ public enum DurationText {
     public static func parse(_ text: String) -> Duration? {
         let trimmed = text.trimmingCharacters(in: " ")
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-        for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
-            guard let number = Double(trimmed.dropLast(suffix.count)), number >= 0, number.isFinite else { return nil }
-            return .milliseconds(Int64((number * scale * 1000).rounded()))
+        // A year is far beyond any sensible interval, and keeps the conversion to Int64 from trapping.
+        let maximumMilliseconds = 366.0 * 86_400_000
+        func milliseconds(_ text: Substring, scale: Double) -> Duration? {
+            guard text.allSatisfy({ $0.isNumber || $0 == "." }), let number = Double(text) else { return nil }
+            let millis = (number * scale * 1000).rounded()
+            guard millis.isFinite, millis >= 0, millis <= maximumMilliseconds else { return nil }
+            return .milliseconds(Int64(millis))
         }
-        guard let seconds = Double(trimmed), seconds >= 0, seconds.isFinite else { return nil }
-        return .milliseconds(Int64((seconds * 1000).rounded()))
+        for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
+            return milliseconds(trimmed.dropLast(suffix.count), scale: scale)
+        }
+        return milliseconds(trimmed[...], scale: 1)
     }
 }
 

@@ -6,7 +6,8 @@ public enum ConnectionString {
         var result = text
         if let schemeEnd = result.range(of: "://") {
             let rest = result[schemeEnd.upperBound...]
-            let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+            // libpq reads user info up to the last '@' before the path: a raw '?' or '#' may be password.
+            let authorityEnd = rest.firstIndex(of: "/") ?? rest.endIndex
             if let at = rest[..<authorityEnd].lastIndex(of: "@"),
                let colon = rest[..<at].firstIndex(of: ":") {
                 result.replaceSubrange(result.index(after: colon)..<at, with: "***")
@@ -15,29 +16,40 @@ public enum ConnectionString {
         return redactingPasswordParameter(result)
     }
 
+    /// `password=x` in the keyword form (blanks allowed around `=`, any white space between parameters)
+    /// or as a URL query parameter.
     private static func redactingPasswordParameter(_ text: String) -> String {
+        let chars = Array(text)
         var output = ""
-        var rest = text[...]
-        while let range = rest.range(of: "password=") {
-            let before = rest[..<range.lowerBound]
-            let isParameterStart = before.isEmpty || [" ", "?", "&"].contains(before.last!)
-            output += rest[..<range.upperBound]
-            rest = rest[range.upperBound...]
-            guard isParameterStart else { continue }
-            var end = rest.startIndex
-            if rest.first == "'" {
-                end = rest.index(after: end)
-                while end < rest.endIndex, rest[end] != "'" {
-                    if rest[end] == "\\" { end = rest.index(after: end) }
-                    if end < rest.endIndex { end = rest.index(after: end) }
+        var i = 0
+        let keyword = Array("password")
+        while i < chars.count {
+            let startsParameter = i == 0 || chars[i - 1].isWhitespace || chars[i - 1] == "?" || chars[i - 1] == "&"
+            if startsParameter, i + keyword.count <= chars.count, Array(chars[i..<i + keyword.count]) == keyword {
+                var j = i + keyword.count
+                while j < chars.count, chars[j] == " " || chars[j] == "\t" { j += 1 }
+                if j < chars.count, chars[j] == "=" {
+                    j += 1
+                    while j < chars.count, chars[j] == " " || chars[j] == "\t" { j += 1 }
+                    var end = j
+                    if end < chars.count, chars[end] == "'" {
+                        end += 1
+                        while end < chars.count, chars[end] != "'" {
+                            if chars[end] == "\\" { end += 1 }
+                            end += 1
+                        }
+                        end = min(end + 1, chars.count)
+                    } else {
+                        while end < chars.count, !chars[end].isWhitespace, chars[end] != "&" { end += 1 }
+                    }
+                    output += "password=***"
+                    i = end
+                    continue
                 }
-                if end < rest.endIndex { end = rest.index(after: end) }
-            } else {
-                while end < rest.endIndex, rest[end] != " ", rest[end] != "&" { end = rest.index(after: end) }
             }
-            output += "***"
-            rest = rest[end...]
+            output.append(chars[i])
+            i += 1
         }
-        return output + rest
+        return output
     }
 }

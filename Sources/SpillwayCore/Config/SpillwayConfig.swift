@@ -158,6 +158,7 @@ extension SpillwayConfig {
             throw ConfigError(key: "(document)", problem: "the file is empty", fix: "see Config/spillway.example.yaml")
         }
         var root = try ConfigReader(node: node, path: "")
+        try root.rejectUnknownKeys(known: ["database", "schema", "consumer", "source", "sinks", "log"])
 
         var databaseURL: String?
         if var database = try root.child("database") {
@@ -184,6 +185,7 @@ extension SpillwayConfig {
             throw ConfigError(key: "source", problem: "is required",
                               fix: "add `source: {kind: audit_log, tables: [public.products]}`")
         }
+        try sourceReader.rejectUnknownKeys(known: ["kind", "tables", "audit_table", "poll_interval", "batch_size", "history", "prune", "notify"])
         let source = try parseSource(&sourceReader)
         try sourceReader.rejectUnknownKeys()
 

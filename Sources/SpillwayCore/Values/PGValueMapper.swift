@@ -59,7 +59,11 @@ public enum PGValueMapper {
         case (.timestampWithTimeZone, .string(let text)):
             return .string(ISOTimestamp.utc(fromPostgres: text) ?? text)
         case (.array(let element), .array(let items)):
-            return .array(items.map { normalize(jsonbValue: $0, kind: element) })
+            // A multi-dimensional array nests arrays of the same kind, not of the element kind.
+            return .array(items.map { item in
+                if case .array = item { return normalize(jsonbValue: item, kind: kind) }
+                return normalize(jsonbValue: item, kind: element)
+            })
         default:
             return value
         }

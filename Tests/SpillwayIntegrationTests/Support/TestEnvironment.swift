@@ -1,0 +1,147 @@
+import Foundation
+import Logging
+import SpillwayApp
+import SpillwayCore
+import SpillwayPostgres
+import Testing
+
+/// What the test command (scripts/test.sh) provides: a real PostgreSQL server and the built binary.
+enum TestEnvironment {
+    static var environment: [String: String] { ProcessInfo.processInfo.environment }
+
+    /// `SPILLWAY_TEST_DATABASE_URL`: a superuser URL of a server with wal_level=logical.
+    static var databaseURL: String? { environment["SPILLWAY_TEST_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 } }
+
+    /// Set by the test command: a missing server is then a failure, never a silent skip.
+    static var isIntegrationRequired: Bool { environment["SPILLWAY_REQUIRE_INTEGRATION"] == "1" }
+
+    static var canRun: Bool { databaseURL != nil || isIntegrationRequired }
+
+    static var binary: String {
+        if let explicit = environment["SPILLWAY_BIN"], !explicit.isEmpty { return explicit }
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("spillway").path
+        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        return FileManager.default.currentDirectoryPath + "/.build/debug/spillway"
+    }
+
+    static var pgBin: String {
+        if let explicit = environment["PG_BIN"], !explicit.isEmpty { return explicit }
+        let root = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted { (Int($0) ?? 0) > (Int($1) ?? 0) }
+        return versions.first.map { "\(root)/\($0)/bin" } ?? "/usr/bin"
+    }
+
+    static let logger: Logger = {
+        var logger = Logger(label: "spillway.tests")
+        logger.logLevel = .warning
+        return logger
+    }()
+}
+
+/// A database of its own for one test, created on the test server and dropped afterwards.
+struct TestDatabase: Sendable {
+    let name: String
+    let url: String
+
+    static func create(_ label: String = #function) async throws -> TestDatabase {
+        let base = try #require(TestEnvironment.databaseURL, "SPILLWAY_TEST_DATABASE_URL is not set: run the tests through scripts/test.sh")
+        let name = "t_" + label.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(30) + "_\(UInt32.random(in: 0...UInt32.max))"
+        let admin = try await PostgresConnection.connect(url: base, applicationName: "spillway-tests")
+        try await admin.execute("CREATE DATABASE \(SQLText.identifier(name))")
+        await admin.close()
+        return TestDatabase(name: name, url: Self.replacingDatabase(in: base, with: name))
+    }
+
+    func connect() async throws -> PostgresConnection {
+        try await PostgresConnection.connect(url: url, applicationName: "spillway-tests")
+    }
+
+    func drop() async {
+        guard let base = TestEnvironment.databaseURL,
+              let admin = try? await PostgresConnection.connect(url: base, applicationName: "spillway-tests") else { return }
+        _ = try? await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [name])
+        _ = try? await admin.execute("DROP DATABASE IF EXISTS \(SQLText.identifier(name))")
+        await admin.close()
+    }
+
+    /// `postgres://u@h:p/db?x` → same URL on database `name`.
+    static func replacingDatabase(in url: String, with name: String) -> String {
+        guard let scheme = url.range(of: "://") else { return "\(url) dbname=\(name)" }
+        let rest = url[scheme.upperBound...]
+        let query = rest.firstIndex(of: "?").map { String(rest[$0...]) } ?? ""
+        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+        return String(url[..<scheme.upperBound]) + rest[..<authorityEnd] + "/" + name + query
+    }
+
+    /// A config file for this database, in a fresh temp dir; returns its path and the JSONL sink's path.
+    func writeConfig(tables: [String] = ["public.products"], consumer: String = "tests", extraSource: String = "",
+                     sinkPath: String? = nil, directory: URL? = nil) throws -> (config: String, sink: String) {
+        let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("spillway-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let sink = sinkPath ?? dir.appendingPathComponent("\(consumer).jsonl").path
+        let yaml = """
+            database:
+              url: \(url)
+            consumer: \(consumer)
+            source:
+              kind: audit_log
+              tables: [\(tables.joined(separator: ", "))]
+              poll_interval: 100ms
+            \(extraSource)
+            sinks:
+              - name: out
+                kind: file
+                path: \(sink)
+            """
+        let path = dir.appendingPathComponent("\(consumer).yaml").path
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return (path, sink)
+    }
+
+    func config(tables: [String] = ["public.products"], consumer: String = "tests", sinkPath: String, extraSource: String = "") throws -> SpillwayConfig {
+        let yaml = """
+            database:
+              url: \(url)
+            consumer: \(consumer)
+            source:
+              kind: audit_log
+              tables: [\(tables.joined(separator: ", "))]
+              poll_interval: 100ms
+            \(extraSource)
+            sinks:
+              - name: out
+                kind: file
+                path: \(sinkPath)
+            """
+        return try SpillwayConfig.parse(yaml: yaml)
+    }
+}
+
+/// Runs Spillway in-process until everything committed so far is delivered.
+func drainOnce(_ config: SpillwayConfig) async throws {
+    let routes = try await SinkFactory.makeRoutes(config)
+    let pipeline = AuditLogPipeline(config: config, fanout: Fanout(routes: routes, logger: TestEnvironment.logger),
+                                    options: .init(once: true), logger: TestEnvironment.logger)
+    try await pipeline.run()
+    for route in routes { try await route.sink.close() }
+}
+
+func install(_ config: SpillwayConfig, on database: TestDatabase) async throws -> InstallReport {
+    let connection = try await database.connect()
+    defer { Task { await connection.close() } }
+    return try await AuditLogInstaller(config: config, logger: TestEnvironment.logger).install(on: connection)
+}
+
+/// The events a JSONL sink holds, in file order.
+func readEvents(_ path: String) throws -> [ChangeEvent] {
+    guard let data = FileManager.default.contents(atPath: path) else { return [] }
+    return try String(decoding: data, as: UTF8.self).split(separator: "\n").map { line in
+        try ChangeEvent(json: JSONParser.parse(String(line)))
+    }
+}
+
+func tempPath(_ name: String) -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("spillway-test-\(UUID().uuidString)")
+    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir.appendingPathComponent(name).path
+}

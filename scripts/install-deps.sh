@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Spillway builds, runs and tests with. Skips apt when all are present.
+set -euo pipefail
+packages=(libpq-dev postgresql postgresql-contrib librdkafka-dev libhiredis-dev redis-server kcat pkg-config)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
