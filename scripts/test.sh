@@ -6,10 +6,12 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 work=$(mktemp -d /tmp/spillway-test-XXXXXX)
+chmod 755 "$work"   # the cluster runs as `postgres`, which must reach its data dir
 cleanup() { scripts/pg-cluster.sh stop "$work/pg" || true; rm -rf "$work"; }
 trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export SPILLWAY_TEST_DATABASE_URL=$(scripts/pg-cluster.sh start "$work/pg" "$port")
+SPILLWAY_TEST_DATABASE_URL=$(scripts/pg-cluster.sh start "$work/pg" "$port")
+export SPILLWAY_TEST_DATABASE_URL
 export SPILLWAY_REQUIRE_INTEGRATION=1
 export PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
 
