@@ -43,34 +43,12 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
     }
 
     public func run() async throws {
-        var failures = 0
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            do {
-                try await runConnected(resetFailures: { failures = 0 })
-                return
-            } catch let error as ConfigError {
-                throw error
-            } catch let error as FatalError {
-                throw error
-            } catch is DeliveryAbandoned {
-                logger.notice("stopped with a batch unacknowledged; it is delivered again on the next start")
-                return
-            } catch is CancellationError {
-                return
-            } catch {
-                if Task.isShuttingDownGracefully { return }
-                failures += 1
-                let delay = options.retry.delay(forAttempt: failures, jitter: Double.random(in: 0.5...1))
-                logger.error("source failed, reconnecting", metadata: [
-                    LogKey.error: "\(error)", LogKey.attempts: "\(failures)", LogKey.retryIn: "\(delay)",
-                    LogKey.database: "\(config.database.redactedURL)",
-                ])
-                try? await sleepUnlessStopping(delay)
-            }
+        try await runReconnecting(logger: logger, retry: options.retry, database: config.database.redactedURL) {
+            try await runConnected()
         }
     }
 
-    private func runConnected(resetFailures: () -> Void) async throws {
+    private func runConnected() async throws {
         let control = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-checkpoint")
         do {
             let lock = try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])
@@ -86,7 +64,6 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
             }
             let reader = try await AuditLogReader.open(config: config, logger: logger)
             do {
-                resetFailures()
                 try await stream(from: reader, startingAt: record, control: control)
             } catch {
                 await reader.close()
