@@ -55,6 +55,11 @@ public enum Demo {
             """)
         let report = try await AuditLogInstaller(config: config, logger: logger).install(on: app)
         say("# spillway install: audit table created=\(report.createdAuditTable), triggers on \(report.triggeredTables.map(\.description))")
+        let walYAML = Self.config.replacingOccurrences(of: "consumer: demo", with: "consumer: demo-wal")
+            .replacingOccurrences(of: "kind: audit_log", with: "kind: replication")
+        let walConfig = try SpillwayConfig.parse(yaml: walYAML, environment: ["SPILLWAY_DATABASE_URL": cluster.url])
+        _ = try await ReplicationInstaller(config: walConfig, logger: logger).install(on: app)
+        say("# spillway install (a second consumer, source.kind: replication): publication and slot \(walConfig.source.replication.slot)")
 
         say("# the application writes: three inserts in one transaction, an update by tenant 'acme', a delete")
         try await app.execute("""
@@ -81,10 +86,15 @@ public enum Demo {
         try await app.execute("COMMIT")
         say("# transaction A commits; spillway run (second pass, resuming from the checkpoint)")
         try await AuditLogPipeline(config: config, fanout: fanout, options: .init(once: true), logger: logger).run()
-        for route in sinks { try await route.sink.close() }
-
         say("# spillway status")
         say(try await StatusReport.load(config: config, on: app).text)
+
+        say("# the same changes through the replication consumer (pgoutput, in commit order), plus an outbox message")
+        try await app.execute("SELECT pg_logical_emit_message(true, 'orders', '{\"order\": 42, \"status\": \"paid\"}')")
+        try await ReplicationPipeline(config: walConfig, fanout: fanout, options: .init(once: true), logger: logger).run()
+        for route in sinks { try await route.sink.close() }
+        say("# spillway status (replication)")
+        say(try await StatusReport.load(config: walConfig, on: app).text)
         await app.close()
         await other.close()
     }

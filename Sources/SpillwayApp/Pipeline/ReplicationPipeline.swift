@@ -100,8 +100,8 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
                 _ = try await emitHeartbeat(on: control)
                 lastHeartbeat = clock.now
             }
-            if let target, batch.isIdle || batch.events.isEmpty, savedPosition.index == nil, savedPosition.commitLSN >= target,
-               !reader.isInTransaction {
+            // Everything up to the marker is delivered (the position is saved right after the loop).
+            if let target, batch.events.isEmpty, position.index == nil, position.commitLSN >= target, !reader.isInTransaction {
                 break
             }
         }
