@@ -145,6 +145,36 @@ struct ReplicationTests {
         await db.drop()
     }
 
+    @Test("schema changes refresh the relation; outbox messages and the tenant column travel with their transaction")
+    func schemaChangeMessagesAndTenant() async throws {
+        let db = try await TestDatabase.create()
+        let app = try await db.connect()
+        try await app.execute("CREATE TABLE products (id int PRIMARY KEY, org_id text, price int)")
+        let sink = tempPath("events.jsonl")
+        let config = try db.config(consumer: "wal", kind: "replication", sinkPath: sink, extraSource: "  tenant_column: org_id")
+        _ = try await install(config, on: db)
+        try await app.execute("""
+            BEGIN;
+            INSERT INTO products VALUES (1, 'acme', 10);
+            SELECT pg_logical_emit_message(true, 'orders', '{"order": 7}');
+            COMMIT;
+            ALTER TABLE products ADD COLUMN name text, ALTER COLUMN price TYPE numeric(10,2);
+            INSERT INTO products VALUES (2, 'globex', 2.5, 'new column');
+            ALTER TABLE products DROP COLUMN org_id;
+            UPDATE products SET price = 3 WHERE id = 2;
+            """)
+        try await drainOnce(config)
+        let events = try readEvents(sink)
+        #expect(events.map(\.op) == [.insert, .message, .insert, .update])
+        #expect(events[0].tenant == "acme" && events[2].tenant == "globex")
+        #expect(events[1].message == .init(prefix: "orders", content: "{\"order\": 7}", isTransactional: true))
+        #expect(events[1].txid == events[0].txid, "a transactional message belongs to its transaction")
+        #expect(events[2].after == ["id": .number("2"), "org_id": .string("globex"), "price": .string("2.50"), "name": .string("new column")])
+        #expect(events[3].after == ["id": .number("2"), "price": .string("3.00"), "name": .string("new column")])
+        await app.close()
+        await db.drop()
+    }
+
     @Test("kill -9 mid-stream and a transaction larger than logical_decoding_work_mem: nothing lost, bounded memory")
     func killDashNineAndLargeTransaction() async throws {
         let db = try await TestDatabase.create()
