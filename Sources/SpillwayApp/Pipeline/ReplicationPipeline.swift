@@ -32,19 +32,7 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
     }
 
     private func runConnected() async throws {
-        let control = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-checkpoint")
-        do {
-            let lock = try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])
-            guard lock.first?[0] == "t" else {
-                throw FatalError("consumer '\(config.consumer)' is already running elsewhere (it holds its advisory lock). "
-                    + "Stop the other `spillway run`, or give this one another `consumer:` name")
-            }
-            guard try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: control),
-                  let record = try await checkpoints.load(consumer: config.consumer, on: control)
-            else {
-                throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed in schema '\(config.schema)'",
-                                  fix: "run `spillway install --config FILE` first")
-            }
+        try await withConsumerSession(config) { control, record in
             let reader = try await ReplicationReader.open(config: config, from: record.replicationPosition, logger: logger)
             do {
                 try await stream(from: reader, startingAt: record.replicationPosition, control: control)
@@ -53,11 +41,7 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
                 throw error
             }
             await reader.close()
-        } catch {
-            await control.close()
-            throw error
         }
-        await control.close()
     }
 
     private func stream(from reader: ReplicationReader, startingAt start: ReplicationPosition,
