@@ -92,7 +92,7 @@ let package = Package(
             name: "SpillwayKafkaTests",
             // The tool is a dependency so `swift test` builds it next to the test bundle,
             // where the outage tests launch it as a separate process.
-            dependencies: ["SpillwayKafka", "spillway-kafka-mock"]
+            dependencies: ["SpillwayKafka", "SpillwayCore", "spillway-kafka-mock"]
         ),
     ]
 )

@@ -29,28 +29,11 @@ public final class KafkaProducerClient: @unchecked Sendable {
     /// Values of properties whose names contain "password", "secret", "sasl" or "ssl.key"
     /// never appear in errors.
     public init(properties: [String: String], logger: Logger = Logger(label: "spillway.kafka")) throws(KafkaSinkError) {
-        var logger = logger
-        logger[metadataKey: LogKey.sink] = "kafka"
         self.logger = logger
-        let context = CallbackContext(logger: logger)
+        let context = CallbackContext(logger: logger, properties: properties)
         self.context = context
 
-        let conf = rd_kafka_conf_new()!
-        for (name, value) in try ProducerProperties.effective(properties) {
-            let (result, message) = withErrorBuffer { rd_kafka_conf_set(conf, name, value, $0, $1) }
-            guard result == RD_KAFKA_CONF_OK else {
-                rd_kafka_conf_destroy(conf)
-                let shown = ProducerProperties.isSensitive(name) ? "a value (hidden: it may be a secret)" : "'\(value)'"
-                throw KafkaSinkError(
-                    .invalidConfiguration,
-                    problem: "librdkafka rejected property '\(name)' set to \(shown): "
-                        + ProducerProperties.redact(message, values: properties),
-                    fix: result == RD_KAFKA_CONF_UNKNOWN
-                        ? "remove or correct '\(name)' in the Kafka properties; valid names are in librdkafka's CONFIGURATION.md"
-                        : "correct the value of '\(name)' in the Kafka properties (see librdkafka's CONFIGURATION.md)",
-                    property: name)
-            }
-        }
+        let conf = try Self.makeConf(properties)
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
         rd_kafka_conf_set_dr_msg_cb(conf) { kafka, message, opaque in
             guard let message, let opaque else { return }
@@ -80,6 +63,39 @@ public final class KafkaProducerClient: @unchecked Sendable {
         handle = Handle(created)
         pollLoop = PollLoop(handle: handle)
     }
+
+    /// Checks `properties` the way `init` would (names, values, the forced pair) without creating a
+    /// client, so nothing connects: for validating a configuration at start-up.
+    public static func validate(properties: [String: String]) throws(KafkaSinkError) {
+        rd_kafka_conf_destroy(try makeConf(properties))
+    }
+
+    /// A conf with every effective property set; the caller owns it.
+    private static func makeConf(_ properties: [String: String]) throws(KafkaSinkError) -> OpaquePointer {
+        let effective = try ProducerProperties.effective(properties)
+        let conf = rd_kafka_conf_new()!
+        for (name, value) in effective {
+            let (result, message) = withErrorBuffer { rd_kafka_conf_set(conf, name, value, $0, $1) }
+            guard result == RD_KAFKA_CONF_OK else {
+                rd_kafka_conf_destroy(conf)
+                let shown = ProducerProperties.isSensitive(name) ? "a value (hidden: it may be a secret)" : "'\(value)'"
+                throw KafkaSinkError(
+                    .invalidConfiguration,
+                    problem: "librdkafka rejected property '\(name)' set to \(shown): "
+                        + ProducerProperties.redact(message, values: properties),
+                    fix: result == RD_KAFKA_CONF_UNKNOWN
+                        ? "remove or correct '\(name)' in the Kafka properties; valid names are in librdkafka's CONFIGURATION.md"
+                        : "correct the value of '\(name)' in the Kafka properties (see librdkafka's CONFIGURATION.md)",
+                    property: name)
+            }
+        }
+        return conf
+    }
+
+    /// The most recent client-level error librdkafka reported (e.g. "Connect to ipv4#10.0.0.1:9092 failed:
+    /// Connection refused"), with secret property values removed; nil if there was none. Delivery errors
+    /// alone often say only "Message timed out"; this says why.
+    public var lastClientError: String? { context.lastClientError.withLock { $0 } }
 
     deinit {
         pollLoop.stopAndWait()
@@ -112,15 +128,14 @@ public final class KafkaProducerClient: @unchecked Sendable {
         var delivered: [KafkaDeliveryResult] = []
         delivered.reserveCapacity(outcomes.count)
         var failures: [KafkaSinkError] = []
-        for outcome in outcomes {
+        for (index, outcome) in outcomes.enumerated() {
             switch outcome {
             case .success(let result): delivered.append(result)
-            case .failure(let error): failures.append(error)
+            case .failure(let error): failures.append(error.atMessage(index))
             }
         }
         guard let first = failures.first(where: { $0.code != .notEnqueued }) ?? failures.first else { return delivered }
-        throw messages.count == 1
-            ? first : first.prefixed("\(failures.count) of \(messages.count) messages were not delivered; first failure: ")
+        throw messages.count == 1 ? first : first.first(of: failures.count, in: messages.count)
     }
 
     /// Produces one message and waits for its acknowledgement; see `send(_:)` for batches.
@@ -248,8 +263,14 @@ public final class KafkaProducerClient: @unchecked Sendable {
 private final class CallbackContext: Sendable {
     let tracker = DeliveryTracker()
     let logger: Logger
+    /// The user's properties, to redact secret values from librdkafka's messages.
+    let properties: [String: String]
+    let lastClientError = Mutex<String?>(nil)
 
-    init(logger: Logger) { self.logger = logger }
+    init(logger: Logger, properties: [String: String]) {
+        self.logger = logger
+        self.properties = properties
+    }
 
     func deliveryReport(_ message: rd_kafka_message_t, kafka: OpaquePointer?) {
         let token = UInt(bitPattern: message._private)
@@ -263,14 +284,18 @@ private final class CallbackContext: Sendable {
 
     func clientError(_ kafka: OpaquePointer?, code: Int32, reason: String) {
         let code = rd_kafka_resp_err_t(code)
+        let reason = ProducerProperties.redact(reason, values: properties)
+        lastClientError.withLock { $0 = reason }
         if code == RD_KAFKA_RESP_ERR__FATAL {
-            logger.critical("Kafka producer hit a fatal error", metadata: [LogKey.reason: "\(fatalReason(kafka) ?? reason)"])
+            logger.critical("Kafka producer hit a fatal error", metadata: [
+                LogKey.reason: "\(ProducerProperties.redact(fatalReason(kafka) ?? reason, values: properties))"])
         } else {
             logger.warning("Kafka client error", metadata: [LogKey.rdKafkaError: "\(errorName(code))", LogKey.reason: "\(reason)"])
         }
     }
 
     func log(level: Int32, facility: String, message: String) {
+        let message = ProducerProperties.redact(message, values: properties)
         let metadata: Logger.Metadata = [LogKey.facility: "\(facility)"]
         switch level {  // syslog levels
         case ...2: logger.critical("\(message)", metadata: metadata)
@@ -412,7 +437,6 @@ extension Duration {
 
 /// Logger metadata keys used by this module.
 enum LogKey {
-    static let sink = "spillway.sink"
     static let facility = "rdkafka.facility"
     static let rdKafkaError = "rdkafka.error"
     static let reason = "rdkafka.reason"

@@ -8,7 +8,7 @@ public struct KafkaSinkError: Error, Sendable, CustomStringConvertible, CustomDe
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Sendable {
             case invalidConfiguration, clientCreation, messageTooLarge, deliveryTimedOut
-            case unknownTopic, deliveryFailed, notEnqueued, fatal, closed, flushTimedOut, mockCluster
+            case unknownTopic, invalidTopic, deliveryFailed, notEnqueued, fatal, closed, flushTimedOut, mockCluster
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -23,6 +23,8 @@ public struct KafkaSinkError: Error, Sendable, CustomStringConvertible, CustomDe
         public static let deliveryTimedOut = Code(.deliveryTimedOut)
         /// The topic or partition does not exist on the cluster.
         public static let unknownTopic = Code(.unknownTopic)
+        /// An event's topic template rendered a name Kafka does not allow (e.g. too long).
+        public static let invalidTopic = Code(.invalidTopic)
         /// The broker or client rejected a message for another reason.
         public static let deliveryFailed = Code(.deliveryFailed)
         /// A message was not handed to librdkafka because an earlier one in its batch failed.
@@ -49,6 +51,11 @@ public struct KafkaSinkError: Error, Sendable, CustomStringConvertible, CustomDe
     public let property: String?
     /// librdkafka's name for the error (`rd_kafka_err2name`), e.g. `MSG_SIZE_TOO_LARGE`.
     public let rdKafkaErrorName: String?
+    /// For a failed `send`, the index in its batch of the message this error is about: the first that
+    /// failed.
+    public private(set) var messageIndex: Int?
+    /// For a failed `send` of several messages: how many failed, and how many were sent.
+    public private(set) var batchFailures: (failed: Int, of: Int)?
     private let location: String
 
     init(
@@ -63,20 +70,38 @@ public struct KafkaSinkError: Error, Sendable, CustomStringConvertible, CustomDe
         self.location = "\(fileID):\(line)"
     }
 
-    public var description: String { "Kafka sink: \(problem). Fix: \(fix)" }
+    public var description: String {
+        let summary = batchFailures.map { "\($0.failed) of \($0.of) messages were not delivered; first failure: " } ?? ""
+        return "Kafka sink: \(summary)\(problem). Fix: \(fix)"
+    }
 
     public var debugDescription: String {
         var parts = ["code: \(code)"]
         if let property { parts.append("property: \(property)") }
         if let rdKafkaErrorName { parts.append("rdkafka: \(rdKafkaErrorName)") }
+        if let messageIndex { parts.append("message: \(messageIndex)") }
         parts += ["problem: \(problem)", "fix: \(fix)", "at: \(location)"]
         return "KafkaSinkError(\(parts.joined(separator: ", ")))"
     }
 
-    /// The same error with `prefix` put before its problem, e.g. to say how much of a batch failed.
-    func prefixed(_ prefix: String) -> KafkaSinkError {
+    /// The same error, about the message at `index` of its batch.
+    func atMessage(_ index: Int) -> KafkaSinkError {
         var copy = self
-        copy.problem = prefix + problem
+        copy.messageIndex = index
+        return copy
+    }
+
+    /// The same error as the first of `failed` failures among `count` messages.
+    func first(of failed: Int, in count: Int) -> KafkaSinkError {
+        var copy = self
+        copy.batchFailures = (failed, count)
+        return copy
+    }
+
+    /// The same error with its problem rewritten, e.g. to name the event a message carried.
+    public func withProblem(_ transform: (String) -> String) -> KafkaSinkError {
+        var copy = self
+        copy.problem = transform(problem)
         return copy
     }
 }

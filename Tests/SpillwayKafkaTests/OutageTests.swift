@@ -5,7 +5,7 @@ import Testing
 
 /// Drives the `spillway-kafka-mock` tool as another process, as Spillway's own integration
 /// tests and benchmarks will.
-@Suite(.serialized, .timeLimit(.minutes(2)))
+@Suite(.serialized, .timeLimit(.minutes(2)), .enabled(if: KafkaTestEnvironment.canRun))
 struct OutageTests {
     @Test func mockToolAnswersCommands() async throws {
         let mock = try await MockBrokerProcess.start(["--brokers", "2", "--topic", "t:2"])

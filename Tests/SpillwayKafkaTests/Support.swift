@@ -2,6 +2,19 @@ import Dispatch
 import Foundation
 import Testing
 
+/// What the tests against a mock cluster need besides this package: kcat, an independent consumer.
+enum KafkaTestEnvironment {
+    /// Set by the test command: a missing tool is then a failure, never a silent skip.
+    static var isIntegrationRequired: Bool { ProcessInfo.processInfo.environment["SPILLWAY_REQUIRE_INTEGRATION"] == "1" }
+
+    static var isKcatInstalled: Bool {
+        (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":")
+            .contains { FileManager.default.isExecutableFile(atPath: "\($0)/kcat") }
+    }
+
+    static var canRun: Bool { isKcatInstalled || isIntegrationRequired }
+}
+
 /// Kafka's default partitioner for keyed records (the Java client's, and librdkafka's
 /// `murmur2_random`): `toPositive(murmur2(key)) % partitions`.
 func expectedPartition(forKey key: [UInt8], partitions: Int) -> Int32 {
