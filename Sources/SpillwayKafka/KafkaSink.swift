@@ -65,7 +65,8 @@ public final class KafkaSink: ChangeSink {
             let reason = client.lastClientError.map { "; last broker error: \($0)" } ?? ""
             described = described.withProblem {
                 "\($0) (no acknowledgement within \(settings.timeout) from brokers \(brokers)\(reason))"
-            }
+            }.withFix("check that the sink's brokers are reachable and the topic has a leader; the batch is retried "
+                + "until they are (raise the sink's `timeout` to wait longer per attempt)")
         }
         return described
     }

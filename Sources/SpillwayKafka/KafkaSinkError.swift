@@ -46,7 +46,7 @@ public struct KafkaSinkError: Error, Sendable, CustomStringConvertible, CustomDe
     /// What failed, in words an operator can act on.
     public private(set) var problem: String
     /// What to change so it does not fail again.
-    public let fix: String
+    public private(set) var fix: String
     /// The librdkafka property the error is about, if any (a name, never a value).
     public let property: String?
     /// librdkafka's name for the error (`rd_kafka_err2name`), e.g. `MSG_SIZE_TOO_LARGE`.
@@ -102,6 +102,13 @@ public struct KafkaSinkError: Error, Sendable, CustomStringConvertible, CustomDe
     public func withProblem(_ transform: (String) -> String) -> KafkaSinkError {
         var copy = self
         copy.problem = transform(problem)
+        return copy
+    }
+
+    /// The same error with another fix, e.g. in the words of the configuration the user wrote.
+    public func withFix(_ fix: String) -> KafkaSinkError {
+        var copy = self
+        copy.fix = fix
         return copy
     }
 }
