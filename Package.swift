@@ -67,6 +67,7 @@ let package = Package(
                 "SpillwayCore",
                 "SpillwayPostgres",
                 "SpillwaySinks",
+                "SpillwayKafka",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -86,7 +87,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SpillwayIntegrationTests",
-            dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks"]
+            dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka"]
         ),
         .testTarget(
             name: "SpillwayKafkaTests",
