@@ -55,19 +55,28 @@ public final class KafkaProducerClient: @unchecked Sendable {
         let (created, message) = withErrorBuffer { rd_kafka_new(RD_KAFKA_PRODUCER, conf, $0, $1) }
         guard let created else {
             rd_kafka_conf_destroy(conf)
-            throw KafkaSinkError(
-                .clientCreation,
-                problem: "librdkafka could not create the producer: " + ProducerProperties.redact(message, values: properties),
-                fix: "correct the Kafka properties named in the message")
+            throw .creation(message, properties: properties)
         }
         handle = Handle(created)
         pollLoop = PollLoop(handle: handle)
     }
 
-    /// Checks `properties` the way `init` would (names, values, the forced pair) without creating a
-    /// client, so nothing connects: for validating a configuration at start-up.
+    /// Checks `properties` the way `init` would (names, values, the forced pair, and the checks
+    /// rd_kafka_new makes across properties and on TLS files) without connecting anywhere: the
+    /// trial producer is created without `bootstrap.servers` and destroyed at once.
     public static func validate(properties: [String: String]) throws(KafkaSinkError) {
-        rd_kafka_conf_destroy(try makeConf(properties))
+        var offline = properties
+        offline.removeValue(forKey: "bootstrap.servers")
+        offline.removeValue(forKey: "metadata.broker.list")
+        let conf = try makeConf(offline)
+        // Without brokers librdkafka would warn about the missing bootstrap list; nothing else to say.
+        _ = withErrorBuffer { rd_kafka_conf_set(conf, "log_level", "0", $0, $1) }
+        let (created, message) = withErrorBuffer { rd_kafka_new(RD_KAFKA_PRODUCER, conf, $0, $1) }
+        guard let created else {
+            rd_kafka_conf_destroy(conf)
+            throw .creation(message, properties: properties)
+        }
+        rd_kafka_destroy(created)
     }
 
     /// A conf with every effective property set; the caller owns it.
@@ -350,6 +359,13 @@ private final class PollLoop: Sendable {
 // MARK: - Helpers
 
 extension KafkaSinkError {
+    fileprivate static func creation(_ message: String, properties: [String: String]) -> KafkaSinkError {
+        KafkaSinkError(
+            .clientCreation,
+            problem: "librdkafka could not create the producer: " + ProducerProperties.redact(message, values: properties),
+            fix: "correct the Kafka properties named in the message")
+    }
+
     static func closed() -> KafkaSinkError {
         KafkaSinkError(
             .closed, problem: "the Kafka producer is closed",

@@ -104,6 +104,16 @@ struct KafkaSinkRecordTests {
         let weak = #expect(throws: KafkaSinkError.self) { try KafkaSink.validate(settings(properties: ["acks": "1"])) }
         #expect(weak?.property == "acks")
         #expect(throws: Never.self) { try KafkaSink.validate(settings(properties: ["linger.ms": "5", "acks": "all"])) }
+        // Checks rd_kafka_new makes across properties are caught too, still without a broker.
+        let conflict = #expect(throws: KafkaSinkError.self) {
+            try KafkaSink.validate(settings(properties: ["max.in.flight.requests.per.connection": "50"]))
+        }
+        #expect(conflict?.code == .clientCreation)
+        #expect(conflict?.description.contains("max.in.flight") == true)
+        let missingCA = #expect(throws: KafkaSinkError.self) {
+            try KafkaSink.validate(settings(properties: ["security.protocol": "SSL", "ssl.ca.location": "/nonexistent/ca.pem"]))
+        }
+        #expect(missingCA?.description.contains("ssl.ca.location") == true, "\(String(describing: missingCA))")
     }
 
     @Test func secretsStayOutOfErrors() {
