@@ -190,3 +190,19 @@ extension ConsumedRecord {
         return stride(from: 0, to: headers.count - 1, by: 2).first { headers[$0] == name }.map { headers[$0 + 1] }
     }
 }
+
+@Suite("the Kafka example config")
+struct KafkaExampleConfigTests {
+    @Test("Config/kafka.example.yaml parses and librdkafka accepts its properties")
+    func exampleIsValid() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Config/kafka.example.yaml")
+        let config = try SpillwayConfig.parse(yaml: String(contentsOf: path, encoding: .utf8))
+        guard case .kafka(let settings) = try #require(config.sinks.first).settings else {
+            Issue.record("the example's first sink is not kafka")
+            return
+        }
+        #expect(settings.prefix == "neon")
+        try KafkaSink.validate(settings)
+    }
+}
