@@ -46,7 +46,7 @@ private func firstOccurrences(_ ids: [String]) -> [String] {
     return ids.filter { seen.insert($0).inserted }
 }
 
-@Suite("Kafka sink: audit_log → mock Kafka cluster over TCP, read back with kcat", .serialized, .enabled(if: TestEnvironment.canRun))
+@Suite("Kafka sink: audit_log → mock Kafka cluster over TCP, read back with kcat", .serialized, .enabled(if: TestEnvironment.canRunKafka))
 struct KafkaSinkIntegrationTests {
     @Test("changes land on {prefix}.{schema}.{table} and override topics, keyed by primary key, in commit order, with headers and tombstones")
     func topicsKeysOrderHeadersTombstones() async throws {
