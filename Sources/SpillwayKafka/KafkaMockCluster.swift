@@ -76,6 +76,13 @@ public final class KafkaMockCluster: @unchecked Sendable {
         for id in brokerIDs { try setBrokerUp(id) }
     }
 
+    /// Makes the cluster answer the next `errorCodes.count` requests with Kafka API key `apiKey` (0 is
+    /// Produce) with those Kafka error codes, in order (e.g. 47, INVALID_PRODUCER_EPOCH).
+    public func failNextRequests(apiKey: Int16, errorCodes: [Int32]) {
+        let errors = errorCodes.map { rd_kafka_resp_err_t($0) }
+        errors.withUnsafeBufferPointer { rd_kafka_mock_push_request_errors_array(cluster, apiKey, $0.count, $0.baseAddress) }
+    }
+
     private func check(_ code: rd_kafka_resp_err_t, _ action: String) throws(KafkaSinkError) {
         guard code != RD_KAFKA_RESP_ERR_NO_ERROR else { return }
         throw KafkaSinkError(

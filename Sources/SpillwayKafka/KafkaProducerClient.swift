@@ -101,6 +101,10 @@ public final class KafkaProducerClient: @unchecked Sendable {
         return conf
     }
 
+    /// Whether the producer hit a fatal error (the idempotent producer's guarantees could not be kept);
+    /// it then fails every message, and a new producer is needed.
+    public var hasFatalError: Bool { rd_kafka_fatal_error(handle.raw, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR }
+
     /// The most recent client-level error librdkafka reported (e.g. "Connect to ipv4#10.0.0.1:9092 failed:
     /// Connection refused"), with secret property values removed; nil if there was none. Delivery errors
     /// alone often say only "Message timed out"; this says why.
@@ -378,6 +382,13 @@ extension KafkaSinkError {
     ) -> KafkaSinkError {
         let name = errorName(code)
         let what = "message to topic '\(topic)' failed: \(String(cString: rd_kafka_err2str(code)))"
+        // A fatal error fails the messages with the error that caused it (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER),
+        // not with _FATAL; only the handle's fatal state tells that this producer can never deliver again.
+        if code != RD_KAFKA_RESP_ERR__FATAL, let reason = fatalReason(kafka) {
+            return KafkaSinkError(
+                .fatal, problem: what + " (the producer hit a fatal error: \(reason))",
+                fix: "restart the sink with a new producer; unacknowledged messages will be sent again", rdKafkaErrorName: name)
+        }
         switch code {
         case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
             return KafkaSinkError(

@@ -43,7 +43,7 @@ public final class KafkaSink: ChangeSink {
         do {
             _ = try await client.send(records.messages)
         } catch {
-            if error.code == .fatal { await replaceProducer(client) }
+            if error.code == .fatal || client.hasFatalError { await replaceProducer(client) }
             throw describe(error, batch: batch, records: records, client: client)
         }
     }

@@ -206,3 +206,24 @@ struct KafkaExampleConfigTests {
         try KafkaSink.validate(settings)
     }
 }
+
+@Suite("Kafka sink: a fatal producer error", .serialized, .timeLimit(.minutes(1)), .enabled(if: KafkaTestEnvironment.canRun))
+struct KafkaSinkFatalErrorTests {
+    @Test("a broker answering out of sequence makes the producer fatal; the retry of the batch gets a new one")
+    func theNextAttemptGetsANewProducer() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("shop.public.products", partitions: 1)
+        let sink = try KafkaSink(name: "bus", settings: settings(cluster.bootstrapServers, timeout: .seconds(5)), logger: quiet)
+        try await sink.deliver([change("20-1", .insert, key: ["id": .number("1")])])
+        cluster.failNextRequests(apiKey: 0, errorCodes: [45])  // OUT_OF_ORDER_SEQUENCE_NUMBER
+        let error = await #expect(throws: KafkaSinkError.self) {
+            try await sink.deliver([change("20-2", .insert, key: ["id": .number("2")])])
+        }
+        #expect(error?.code == .fatal, "\(String(describing: error))")
+        #expect(error?.description.contains("event 20-2") == true)
+        try await sink.deliver([change("20-2", .insert, key: ["id": .number("2")])])
+        try await sink.close()
+        let records = try await consumeWithKcat(topic: "shop.public.products", bootstrap: cluster.bootstrapServers)
+        #expect(records.compactMap { $0.headerValue("spillway-id") } == ["20-1", "20-2"])
+    }
+}

@@ -170,6 +170,22 @@ struct ProducerIntegrationTests {
         #expect(purged?.code == .closed, "purged when close gave up, not left waiting")
     }
 
+    @Test func aFatalErrorIsReportedAsFatalWhateverItsCause() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("seq", partitions: 1)
+        let producer = try producer(cluster.bootstrapServers)
+        _ = try await producer.send(KafkaOutgoingMessage(topic: "seq", value: "first".bytes))
+        #expect(!producer.hasFatalError)
+        cluster.failNextRequests(apiKey: 0, errorCodes: [45])  // OUT_OF_ORDER_SEQUENCE_NUMBER: fatal when idempotent
+        let error = await #expect(throws: KafkaSinkError.self) {
+            try await producer.send(KafkaOutgoingMessage(topic: "seq", value: "second".bytes))
+        }
+        #expect(error?.code == .fatal, "the report carries the cause's code, not _FATAL: \(String(describing: error))")
+        #expect(error?.rdKafkaErrorName == "OUT_OF_ORDER_SEQUENCE_NUMBER")
+        #expect(producer.hasFatalError)
+        try? await producer.close(timeout: .seconds(1))
+    }
+
     @Test func sendAfterCloseFails() async throws {
         let cluster = try KafkaMockCluster(brokers: 1)
         let producer = try producer(cluster.bootstrapServers)
