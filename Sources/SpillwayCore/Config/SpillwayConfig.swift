@@ -95,6 +95,7 @@ public struct EventFilter: Sendable, Hashable {
 public struct SinkConfig: Sendable {
     public enum Settings: Sendable {
         case file(FileSinkSettings)
+        case kafka(KafkaSinkSettings)
     }
 
     /// Unique among the sinks; names the sink in logs, metrics and status.
@@ -111,6 +112,7 @@ public struct SinkConfig: Sendable {
     public var kind: String {
         switch settings {
         case .file: return "file"
+        case .kafka: return "kafka"
         }
     }
 }
@@ -199,7 +201,7 @@ extension SpillwayConfig {
         }
         var sinks: [SinkConfig] = []
         for var reader in sinkReaders {
-            let sink = try parseSink(&reader)
+            let sink = try parseSink(&reader, consumer: consumer, source: source)
             try reader.rejectUnknownKeys()
             if sinks.contains(where: { $0.name == sink.name }) {
                 throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
@@ -258,9 +260,9 @@ extension SpillwayConfig {
         return source
     }
 
-    private static func parseSink(_ r: inout ConfigReader) throws(ConfigError) -> SinkConfig {
+    private static func parseSink(_ r: inout ConfigReader, consumer: String, source: SourceConfig) throws(ConfigError) -> SinkConfig {
         let name = try r.string("name", fix: "give the sink a name, e.g. `name: out`")
-        let kind = try r.string("kind", fix: "set kind: file")
+        let kind = try r.string("kind", fix: "set kind: file or kafka")
         var filter = EventFilter()
         if let tables = try r.stringList("tables") {
             for (index, text) in tables.enumerated() {
@@ -281,8 +283,12 @@ extension SpillwayConfig {
             let path = try r.string("path", fix: "set path to a file, or \"-\" for standard output")
             let fsync = try r.bool("fsync", default: true)
             return SinkConfig(name: name, filter: filter, settings: .file(FileSinkSettings(path: path, fsync: fsync)))
+        case "kafka":
+            let tables = filter.tables.isEmpty ? source.tables : source.tables.filter(filter.tables.contains)
+            return SinkConfig(name: name, filter: filter,
+                              settings: .kafka(try KafkaSinkSettings.parse(&r, consumer: consumer, tables: tables)))
         default:
-            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file")
+            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file or kafka")
         }
     }
 }
