@@ -98,9 +98,30 @@ public enum PGValueMapper {
         return JSONObject(fields)
     }
 
+    /// RFC 8259's number grammar, checked byte by byte: this runs for every numeric column of every row.
     static func isJSONNumber(_ text: String) -> Bool {
-        guard !text.isEmpty, case .number = try? JSONParser.parse(text) else { return false }
-        return true
+        var utf8 = text.utf8[...]
+        func digits() -> Int {
+            var count = 0
+            while let byte = utf8.first, byte >= 0x30, byte <= 0x39 { utf8.removeFirst(); count += 1 }
+            return count
+        }
+        if utf8.first == UInt8(ascii: "-") { utf8.removeFirst() }
+        if utf8.first == UInt8(ascii: "0") {
+            utf8.removeFirst()
+        } else if digits() == 0 {
+            return false
+        }
+        if utf8.first == UInt8(ascii: ".") {
+            utf8.removeFirst()
+            guard digits() > 0 else { return false }
+        }
+        if utf8.first == UInt8(ascii: "e") || utf8.first == UInt8(ascii: "E") {
+            utf8.removeFirst()
+            if utf8.first == UInt8(ascii: "+") || utf8.first == UInt8(ascii: "-") { utf8.removeFirst() }
+            guard digits() > 0 else { return false }
+        }
+        return utf8.isEmpty
     }
 }
 
