@@ -26,6 +26,8 @@ public enum SinkFactory {
                 switch sink.settings {
                 case .file(let settings):
                     routes.append(Fanout.Route(sink: try FileSink(name: sink.name, settings: settings), filter: sink.filter))
+                case .redis, .notify, .refresh:
+                    throw ConfigError(key: "sinks", problem: "sink kind '\(sink.kind)' is not available yet", fix: "use kind: file")
                 }
             }
         } catch {

@@ -93,6 +93,9 @@ public struct EventFilter: Sendable, Hashable {
 public struct SinkConfig: Sendable {
     public enum Settings: Sendable {
         case file(FileSinkSettings)
+        case redis(RedisSinkSettings)
+        case notify(NotifySinkSettings)
+        case refresh(RefreshSinkSettings)
     }
 
     /// Unique among the sinks; names the sink in logs, metrics and status.
@@ -109,6 +112,9 @@ public struct SinkConfig: Sendable {
     public var kind: String {
         switch settings {
         case .file: return "file"
+        case .redis: return "redis"
+        case .notify: return "notify"
+        case .refresh: return "refresh"
         }
     }
 }
@@ -195,7 +201,7 @@ extension SpillwayConfig {
         }
         var sinks: [SinkConfig] = []
         for var reader in sinkReaders {
-            let sink = try parseSink(&reader)
+            let sink = try parseSink(&reader, environment: environment)
             try reader.rejectUnknownKeys()
             if sinks.contains(where: { $0.name == sink.name }) {
                 throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
@@ -203,6 +209,7 @@ extension SpillwayConfig {
             }
             sinks.append(sink)
         }
+        for (index, sink) in sinks.enumerated() { try sink.validate(source: source, keyPath: "sinks[\(index)]") }
 
         var log = LogConfig()
         if var logReader = try root.child("log") {
@@ -257,9 +264,9 @@ extension SpillwayConfig {
         return source
     }
 
-    private static func parseSink(_ r: inout ConfigReader) throws(ConfigError) -> SinkConfig {
+    private static func parseSink(_ r: inout ConfigReader, environment: [String: String]) throws(ConfigError) -> SinkConfig {
         let name = try r.string("name", fix: "give the sink a name, e.g. `name: out`")
-        let kind = try r.string("kind", fix: "set kind: file")
+        let kind = try r.string("kind", fix: "set kind: file, redis, notify or refresh")
         var filter = EventFilter()
         if let tables = try r.stringList("tables") {
             for (index, text) in tables.enumerated() {
@@ -280,8 +287,14 @@ extension SpillwayConfig {
             let path = try r.string("path", fix: "set path to a file, or \"-\" for standard output")
             let fsync = try r.bool("fsync", default: true)
             return SinkConfig(name: name, filter: filter, settings: .file(FileSinkSettings(path: path, fsync: fsync)))
+        case "redis":
+            return SinkConfig(name: name, filter: filter, settings: .redis(try .parse(&r, environment: environment)))
+        case "notify":
+            return SinkConfig(name: name, filter: filter, settings: .notify(try .parse(&r, environment: environment)))
+        case "refresh":
+            return SinkConfig(name: name, filter: filter, settings: .refresh(try .parse(&r, environment: environment)))
         default:
-            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file")
+            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file, redis, notify or refresh")
         }
     }
 }
