@@ -86,6 +86,7 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
             }
             let reader = try await AuditLogReader.open(config: config, logger: logger)
             do {
+                try await fanout.validate(tables: reader.tables)
                 resetFailures()
                 try await stream(from: reader, startingAt: record, control: control)
             } catch {

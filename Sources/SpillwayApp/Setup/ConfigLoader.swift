@@ -27,7 +27,7 @@ public enum SinkFactory {
                 case .file(let settings):
                     routes.append(Fanout.Route(sink: try FileSink(name: sink.name, settings: settings), filter: sink.filter))
                 case .redis, .notify, .refresh:
-                    throw ConfigError(key: "sinks", problem: "sink kind '\(sink.kind)' is not available yet", fix: "use kind: file")
+                    routes.append(Fanout.Route(sink: makeCacheSink(sink, config: config), filter: sink.filter))
                 }
             }
         } catch {
