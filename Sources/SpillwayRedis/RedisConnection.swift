@@ -174,7 +174,9 @@ public final class RedisConnection: @unchecked Sendable {
         let pointers = arguments.map { bytes -> UnsafeMutablePointer<CChar> in
             let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, bytes.count))
             bytes.withUnsafeBufferPointer { source in
-                source.withMemoryRebound(to: CChar.self) { buffer.update(from: $0.baseAddress!, count: bytes.count) }
+                // An empty argument (an empty key) has no base address to copy from.
+                guard let base = source.baseAddress, !source.isEmpty else { return }
+                base.withMemoryRebound(to: CChar.self, capacity: source.count) { buffer.update(from: $0, count: source.count) }
             }
             return buffer
         }

@@ -187,6 +187,61 @@ struct RedisSinkTests {
     }
 }
 
+@Suite("the hiredis wrapper against a real Redis", .enabled(if: TestEnvironment.canRunRedis))
+struct RedisConnectionTests {
+    @Test("pipelined replies of every type, binary-safe arguments, error replies returned in place")
+    func repliesAndArguments() async throws {
+        let redis = RedisConnection(url: try TestEnvironment.redis())
+        let p = redisPrefix()
+        let odd = "\(p)key with spaces\r\n{and} ключ"
+        let replies = try await redis.pipeline([
+            ["SET", "\(p)empty", ""], ["GET", "\(p)empty"], ["GET", "\(p)missing"], ["SET", odd, "v\u{0}1"], ["GET", odd],
+            ["INCR", "\(p)n"], ["RPUSH", "\(p)list", "a", "b"], ["LRANGE", "\(p)list", "0", "-1"], ["GET", "\(p)list"],
+            ["UNLINK", odd, "\(p)empty", "\(p)missing"],
+        ])
+        #expect(replies[0] == .status("OK"))
+        #expect(replies[1] == .bulk([]))
+        #expect(replies[2] == .null)
+        #expect(replies[4] == .bulk(Array("v\u{0}1".utf8)))
+        #expect(replies[5] == .integer(1))
+        #expect(replies[7] == .array([.bulk([97]), .bulk([98])]))
+        guard case .error(let message) = replies[8] else { Issue.record("expected WRONGTYPE, got \(replies[8])"); return }
+        #expect(message.hasPrefix("WRONGTYPE"))
+        #expect(replies[9] == .integer(2))
+        await #expect(throws: RedisError.self) { try await redis.command("NOSUCHCOMMAND") }
+        #expect(try await redis.command("PING") == .status("PONG"), "an error reply leaves the connection usable")
+        await redis.close()
+    }
+
+    @Test("after the server drops the connection, one call fails and the next reconnects")
+    func reconnects() async throws {
+        let url = try TestEnvironment.redis()
+        let redis = RedisConnection(url: url)
+        let admin = RedisConnection(url: url)
+        guard case .integer(let id) = try await redis.command("CLIENT", "ID") else { Issue.record("CLIENT ID"); return }
+        #expect(try await admin.command("CLIENT", "KILL", "ID", "\(id)") == .integer(1))
+        await #expect(throws: RedisError.self) { try await redis.command("PING") }
+        #expect(try await redis.command("PING") == .status("PONG"))
+        await redis.close()
+        await admin.close()
+    }
+
+    @Test("an unreachable server is a connection failure naming host and port, never the password")
+    func unreachable() async throws {
+        let port = try freeTCPPort()
+        let redis = RedisConnection(url: RedisURL(host: "127.0.0.1", port: port, password: "hunter2"), timeout: .seconds(1))
+        do {
+            try await redis.command("PING")
+            Issue.record("PING to a closed port succeeded")
+        } catch let error as RedisError {
+            #expect(error.isConnectionFailure)
+            #expect(error.description.contains("127.0.0.1:\(port)"))
+            #expect(!error.description.contains("hunter2"))
+        }
+        await redis.close()
+    }
+}
+
 /// Polls `condition` every 100ms until it holds; records a failure after `timeout`.
 func waitUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
     let clock = ContinuousClock()
