@@ -163,6 +163,11 @@ struct CacheSinkConfigTests {
         let fast = try parse("  - {name: v, kind: refresh, min_interval: 250ms, views: {public.events: public.mv}}")
         guard case .refresh(let quick) = fast.settings else { Issue.record("expected refresh"); return }
         #expect(quick.minInterval == .milliseconds(250))
+        #expect(!quick.views[0].discoversViews)
+        let auto = try parse("  - {name: v, kind: refresh, views: {public.events: [auto, public.extra]}}")
+        guard case .refresh(let discovering) = auto.settings else { Issue.record("expected refresh"); return }
+        #expect(discovering.views[0].discoversViews)
+        #expect(discovering.views[0].views.map(\.description) == ["public.extra"])
 
         #expect(configError("  - {name: v, kind: refresh}")?.key == "sinks[0].views")
         #expect(configError("  - {name: v, kind: refresh, views: {public.nope: [public.mv]}}")?.problem

@@ -88,18 +88,22 @@ public struct RefreshSinkSettings: Sendable {
     public struct TableViews: Sendable {
         public var table: QualifiedName
         public var views: [QualifiedName]
+        /// `auto` was listed: add the materialized views that depend on the table (directly or through
+        /// plain views), found in the catalog at start-up.
+        public var discoversViews: Bool
         public var configKey: String
 
-        public init(table: QualifiedName, views: [QualifiedName], configKey: String) {
+        public init(table: QualifiedName, views: [QualifiedName], discoversViews: Bool = false, configKey: String) {
             self.table = table
             self.views = views
+            self.discoversViews = discoversViews
             self.configKey = configKey
         }
     }
 
     /// The database holding the views. Default (nil): `database.url`.
     public var url: String?
-    /// Table → materialized views to refresh when it changes. Required.
+    /// Table → materialized views to refresh when it changes (`auto` among them: discover them). Required.
     public var views: [TableViews]
     /// Refresh each view at most once per this interval. Default: 1s.
     public var minInterval: Duration
@@ -205,7 +209,7 @@ extension RefreshSinkSettings {
         }
         guard let lists = try r.listMap("views"), !lists.isEmpty else {
             throw ConfigError(key: r.keyPath("views"), problem: "is required",
-                              fix: "map each table to the materialized views built from it, e.g. `views: {public.events: [public.event_counts]}`")
+                              fix: "map each table to the materialized views built from it, e.g. `views: {public.events: [public.event_counts]}`, or to `auto`")
         }
         for entry in lists {
             let table = try parseTableName(entry.key, key: entry.path)
@@ -213,11 +217,16 @@ extension RefreshSinkSettings {
                 throw ConfigError(key: entry.path, problem: "lists no materialized view", fix: "list views, or remove the table")
             }
             var views: [QualifiedName] = []
+            var discovers = false
             for (index, text) in entry.values.enumerated() {
+                if text == "auto" {
+                    discovers = true
+                    continue
+                }
                 let view = try parseTableName(text, key: "\(entry.path)[\(index)]")
                 if !views.contains(view) { views.append(view) }
             }
-            settings.views.append(TableViews(table: table, views: views, configKey: entry.path))
+            settings.views.append(TableViews(table: table, views: views, discoversViews: discovers, configKey: entry.path))
         }
         settings.minInterval = try r.duration("min_interval", default: settings.minInterval)
         return settings

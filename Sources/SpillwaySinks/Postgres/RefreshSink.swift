@@ -13,7 +13,8 @@ import SpillwayPostgres
 /// over plain columns (readers are not blocked), a plain refresh otherwise.
 public actor RefreshSink: ChangeSinkValidating {
     public nonisolated let name: String
-    private let settings: RefreshSinkSettings
+    /// As configured, then with discovered views added by `validate`.
+    private var settings: RefreshSinkSettings
     private let url: String
     private let logger: Logger
     private var connection: PostgresConnection?
@@ -43,9 +44,20 @@ public actor RefreshSink: ChangeSinkValidating {
         self.logger = logger
     }
 
-    /// Every configured view must exist and be a materialized view.
+    /// Every configured view must exist and be a materialized view; `auto` entries are resolved here.
     public func validate(tables: [TableInfo]) async throws {
         let connection = try await connected()
+        for (position, entry) in settings.views.enumerated() where entry.discoversViews {
+            let found = try await Self.dependentViews(of: entry.table, on: connection)
+            guard !found.isEmpty else {
+                throw ConfigError(key: entry.configKey, problem: "`auto` found no materialized view built from \(entry.table)",
+                                  fix: "create the view first, or list the views by name")
+            }
+            for view in found where !settings.views[position].views.contains(view) {
+                settings.views[position].views.append(view)
+            }
+            logger.info("materialized views discovered", metadata: ["table": "\(entry.table)", "views": "\(found.map(\.description))"])
+        }
         for entry in settings.views {
             for (index, view) in entry.views.enumerated() {
                 guard let state = try await Self.state(of: view, on: connection) else {
@@ -122,6 +134,28 @@ public actor RefreshSink: ChangeSinkValidating {
     private func warnIfPlain(_ view: QualifiedName, _ state: ViewState) {
         guard !state.hasUniqueIndex, warnedPlain.insert(view).inserted else { return }
         logger.warning("materialized view has no unique index: refreshing it without CONCURRENTLY, which blocks its readers while it runs; add a unique index over plain columns to refresh concurrently", metadata: ["view": "\(view)"])
+    }
+
+    /// Materialized views whose query reads `table`, directly or through plain views (not through other
+    /// materialized views: those read a snapshot, refreshed on its own schedule).
+    static func dependentViews(of table: QualifiedName, on connection: PostgresConnection) async throws -> [QualifiedName] {
+        let result = try await connection.query(
+            """
+            WITH RECURSIVE dependents(oid, relkind) AS (
+                SELECT v.oid, v.relkind FROM pg_depend d
+                JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class
+                WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+                  AND d.refobjid = to_regclass($1) AND v.oid <> d.refobjid
+              UNION
+                SELECT v.oid, v.relkind FROM dependents
+                JOIN pg_depend d ON d.refobjid = dependents.oid AND dependents.relkind = 'v'
+                JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class
+                WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass AND v.oid <> d.refobjid
+            )
+            SELECT n.nspname, c.relname FROM dependents JOIN pg_class c ON c.oid = dependents.oid
+            JOIN pg_namespace n ON n.oid = c.relnamespace WHERE dependents.relkind = 'm' ORDER BY 1, 2
+            """, [table.sql])
+        return result.rows.map { QualifiedName(schema: $0[0] ?? "", name: $0[1] ?? "") }
     }
 
     static func state(of view: QualifiedName, on connection: PostgresConnection) async throws -> ViewState? {
