@@ -123,8 +123,10 @@ struct PostgresCacheSinkTests {
             CREATE TABLE events (id bigserial PRIMARY KEY, kind text);
             CREATE TABLE other (id int PRIMARY KEY);
             CREATE MATERIALIZED VIEW direct AS SELECT count(*) AS n FROM events;
+            CREATE UNIQUE INDEX ON direct (n);
             CREATE VIEW recent AS SELECT * FROM events WHERE id > 0;
             CREATE MATERIALIZED VIEW through_view AS SELECT count(*) AS n FROM recent;
+            CREATE UNIQUE INDEX ON through_view (n);
             CREATE MATERIALIZED VIEW unrelated AS SELECT count(*) AS n FROM other;
             """)
         let config = try db.cacheConfig(tables: ["public.events", "public.other"], sinks: """
