@@ -49,7 +49,7 @@ public final class RedisSink: ChangeSinkValidating, @unchecked Sendable {
         case .publish:
             try settings.channel.validate(against: tables, key: "\(settings.configKey).channel")
         }
-        logger.info("redis sink ready", metadata: ["redis": "\(settings.url)", "action": "\(settings.action.rawValue)"])
+        logger.debug("redis sink ready", metadata: ["redis": "\(settings.url)", "action": "\(settings.action.rawValue)"])
     }
 
     public func deliver(_ batch: [ChangeEvent]) async throws {
