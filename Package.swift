@@ -78,6 +78,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // libFuzzer target for the pgoutput decoder; under `swift build` a replay tool (see README).
+        .executableTarget(
+            name: "spillway-pgoutput-fuzz",
+            dependencies: ["SpillwayCore"]
+        ),
         .testTarget(
             name: "SpillwayCoreTests",
             dependencies: ["SpillwayCore"]

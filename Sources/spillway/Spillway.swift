@@ -58,16 +58,24 @@ struct Install: AsyncParsableCommand {
             let connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-install")
             let report: InstallReport
             do {
-                report = try await AuditLogInstaller(config: config, logger: logger).install(on: connection)
+                switch config.source.kind {
+                case .auditLog: report = try await AuditLogInstaller(config: config, logger: logger).install(on: connection)
+                case .replication: report = try await ReplicationInstaller(config: config, logger: logger).install(on: connection)
+                }
             } catch {
                 await connection.close()
                 throw error
             }
             await connection.close()
             let audit = AuditLogSchema(config: config).auditTable
-            print(report.adoptedAuditTable
-                  ? "adopted audit table \(audit) (\(report.historyRows) history rows kept)"
-                  : "audit table \(audit) \(report.createdAuditTable ? "created" : "already installed")")
+            if config.source.kind == .replication {
+                let settings = config.source.replication
+                print("publication \(settings.publication) for \(config.source.tables.map(\.description).joined(separator: ", ")); slot \(settings.slot)")
+            } else {
+                print(report.adoptedAuditTable
+                      ? "adopted audit table \(audit) (\(report.historyRows) history rows kept)"
+                      : "audit table \(audit) \(report.createdAuditTable ? "created" : "already installed")")
+            }
             if !report.triggeredTables.isEmpty {
                 print("capture triggers on: \(report.triggeredTables.map(\.description).joined(separator: ", "))")
             }
@@ -92,8 +100,8 @@ struct Run: AsyncParsableCommand {
             let config = try options.load()
             let logger = makeLogger(config.log)
             let routes = try await SinkFactory.makeRoutes(config)
-            let pipeline = AuditLogPipeline(config: config, fanout: Fanout(routes: routes, logger: logger),
-                                            options: .init(once: once), logger: logger)
+            let pipeline = PipelineFactory.make(config, fanout: Fanout(routes: routes, logger: logger),
+                                                options: .init(once: once), logger: logger)
             let group = ServiceGroup(configuration: .init(
                 services: [.init(service: pipeline, successTerminationBehavior: .gracefullyShutdownGroup,
                                  failureTerminationBehavior: .gracefullyShutdownGroup)],
@@ -189,7 +197,10 @@ struct Uninstall: AsyncParsableCommand {
                             + "Uninstalling removes their checkpoints and the audit rows they have not read; pass --force to do it anyway")
                     }
                 }
-                try await AuditLogInstaller(config: config, logger: logger).uninstall(on: connection)
+                switch config.source.kind {
+                case .auditLog: try await AuditLogInstaller(config: config, logger: logger).uninstall(on: connection)
+                case .replication: try await ReplicationInstaller(config: config, logger: logger).uninstall(on: connection)
+                }
             } catch {
                 await connection.close()
                 throw error
@@ -205,11 +216,14 @@ struct Demo: AsyncParsableCommand {
         abstract: "Start a throwaway PostgreSQL, capture a few changes of a products table, print them, and clean up.")
     @Flag(help: "Leave the throwaway cluster running (its URL is printed).")
     var keepCluster = false
+    @Option(help: "A YAML config whose sinks replace the demo's standard-output sink (its database and source are not used).")
+    var config: String?
 
     func run() async throws {
         try await reportingErrors {
             let logger = makeLogger(LogConfig(level: .warning))
-            try await SpillwayApp.Demo.run(logger: logger, keepCluster: keepCluster)
+            let sinks = try config.map { try ConfigLoader.load(path: $0).sinks }
+            try await SpillwayApp.Demo.run(logger: logger, keepCluster: keepCluster, sinks: sinks)
         }
     }
 }

@@ -199,8 +199,8 @@ struct ConfigTests {
         #expect(error.key == "source.pol_interval")
         #expect(error.problem == "unknown key")
         #expect(error.fix == """
-            did you mean 'poll_interval'? known keys here: audit_table, batch_size, history, kind, notify, \
-            poll_interval, prune, tables
+            did you mean 'poll_interval'? known keys here: audit_table, batch_size, heartbeat, history, kind, \
+            max_retained_wal, messages, notify, poll_interval, prune, publication, slot, tables, tenant_column, tenant_columns
             """)
     }
 
@@ -381,11 +381,38 @@ struct ConfigTests {
         #expect(error.key == "sinks[0].tables[0]")
     }
 
-    @Test func replicationSourceIsNotAvailableYet() throws {
-        let error = try #require(configError(yaml(source: "  kind: replication\n  tables: [products]")))
-        #expect(error.key == "source.kind")
-        #expect(error.problem == "the replication source is not available in this version")
-        #expect(error.fix == "use `kind: audit_log`")
+    @Test func replicationSourceDefaultsNameSlotAndPublicationAfterTheConsumer() throws {
+        let config = try SpillwayConfig.parse(yaml: yaml(source: "  kind: replication\n  tables: [products]"))
+        #expect(config.source.kind == .replication)
+        #expect(config.source.replication.slot == "spillway_\(config.consumer.replacingOccurrences(of: "-", with: "_"))")
+        #expect(config.source.replication.publication == config.source.replication.slot)
+        #expect(config.source.replication.heartbeat == .seconds(10))
+        #expect(config.source.replication.maxRetainedWALBytes == 1 << 30)
+        #expect(config.source.replication.messages)
+    }
+
+    @Test func replicationSettingsParseAndValidate() throws {
+        let config = try SpillwayConfig.parse(yaml: yaml(source: """
+              kind: replication
+              tables: [public.products]
+              slot: my_slot
+              publication: my_pub
+              heartbeat: 250ms
+              max_retained_wal: 512MB
+              tenant_column: org_id
+              tenant_columns: {public.products: tenant}
+            """))
+        #expect(config.source.replication.slot == "my_slot")
+        #expect(config.source.replication.publication == "my_pub")
+        #expect(config.source.replication.heartbeat == .milliseconds(250))
+        #expect(config.source.replication.maxRetainedWALBytes == 512 << 20)
+        #expect(config.source.replication.tenantColumn == "org_id")
+        #expect(config.source.replication.tenantColumns == ["public.products": "tenant"])
+        #expect(configError(yaml(source: "  kind: replication\n  tables: [products]\n  slot: Bad-Slot"))?.key == "source.slot")
+        #expect(configError(yaml(source: "  kind: replication\n  tables: [products]\n  max_retained_wal: lots"))?.key
+            == "source.max_retained_wal")
+        #expect(configError(yaml(source: "  kind: replication\n  tables: [products]\n  tenant_columns: {public.other: t}"))?.key
+            == "source.tenant_columns.public.other")
     }
 
     @Test func unknownSourceKind() throws {

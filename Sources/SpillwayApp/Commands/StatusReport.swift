@@ -16,6 +16,11 @@ public struct StatusReport: Sendable {
     public var lastError: String?
     public var lastErrorAt: String?
     public var isHistoryDone: Bool
+    /// Replication: the slot, the WAL it retains, its wal_status, and warnings (retained WAL over the limit).
+    public var slot: String?
+    public var retainedWALBytes: Int64?
+    public var slotStatus: String?
+    public var warnings: [String] = []
 
     public static func load(config: SpillwayConfig, on connection: PostgresConnection) async throws -> StatusReport {
         let store = CheckpointStore(schema: config.schema)
@@ -24,6 +29,9 @@ public struct StatusReport: Sendable {
         else {
             throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed in schema '\(config.schema)'",
                               fix: "run `spillway install --config FILE` first")
+        }
+        if config.source.kind == .replication {
+            return try await loadReplication(config: config, record: record, on: connection)
         }
         let audit = AuditLogSchema(config: config).auditTable
         let cursor = record.cursor
@@ -43,6 +51,40 @@ public struct StatusReport: Sendable {
             isHistoryDone: record.cursor.isHistoryDone)
     }
 
+    private static func loadReplication(config: SpillwayConfig, record: CheckpointRecord,
+                                        on connection: PostgresConnection) async throws -> StatusReport {
+        let settings = config.source.replication
+        let slot = try await connection.query(
+            """
+            SELECT s.wal_status, pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::int8,
+                   coalesce(extract(epoch FROM r.flush_lag), extract(epoch FROM now() - c.updated_at), 0)::float8
+            FROM pg_replication_slots s
+            LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+            LEFT JOIN \(CheckpointStore(schema: config.schema).table) c ON c.consumer = $2
+            WHERE s.slot_name = $1
+            """, [settings.slot, config.consumer])
+        var report = StatusReport(
+            consumer: record.consumer, source: record.source, auditTable: nil, position: record.position,
+            updatedAt: record.updatedAt, eventsTotal: record.eventsTotal, lagRows: 0, lagSeconds: 0,
+            lastError: record.lastError, lastErrorAt: record.lastErrorAt, isHistoryDone: true, slot: settings.slot)
+        guard let row = slot.first else {
+            report.warnings.append("replication slot \(settings.slot) does not exist: run `spillway install`")
+            return report
+        }
+        report.slotStatus = row[0]
+        report.retainedWALBytes = row[1].flatMap { Int64($0) }
+        let retained = report.retainedWALBytes ?? 0
+        report.lagSeconds = retained > 16 << 20 ? Double(row[2] ?? "0") ?? 0 : 0
+        if row[0] == "lost" {
+            report.warnings.append("slot \(settings.slot) was invalidated (wal_status = lost): changes were lost. Recover with "
+                + "`spillway uninstall` + `spillway install` and re-snapshot the consumers")
+        } else if retained > settings.maxRetainedWALBytes {
+            report.warnings.append("slot \(settings.slot) retains \(retained >> 20) MiB of WAL, over source.max_retained_wal "
+                + "(\(settings.maxRetainedWALBytes >> 20) MiB): is `spillway run` running and are its sinks healthy?")
+        }
+        return report
+    }
+
     public var json: JSONValue {
         func text(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
         return .object(JSONObject([
@@ -50,19 +92,24 @@ public struct StatusReport: Sendable {
             ("position", text(position)), ("updated_at", text(updatedAt)), ("events_total", .integer(eventsTotal)),
             ("lag_rows", .integer(lagRows)), ("lag_seconds", .number(String(format: lagSeconds))),
             ("history_done", .bool(isHistoryDone)), ("last_error", text(lastError)), ("last_error_at", text(lastErrorAt)),
+            ("slot", text(slot)), ("retained_wal_bytes", retainedWALBytes.map { .integer($0) } ?? .null),
+            ("slot_status", text(slotStatus)), ("warnings", .array(warnings.map { .string($0) })),
         ]))
     }
 
     public var text: String {
-        """
+        var lines = """
         consumer:     \(consumer)
-        source:       \(source)\(auditTable.map { " (\($0))" } ?? "")
+        source:       \(source)\(auditTable.map { " (\($0))" } ?? "")\(slot.map { " (slot \($0), \(slotStatus ?? "?"))" } ?? "")
         position:     \(position ?? "(nothing delivered yet)")
         updated:      \(updatedAt ?? "-")
         delivered:    \(eventsTotal) events
         lag:          \(lagRows) rows, \(String(format: lagSeconds)) s
         last error:   \(lastError.map { "\($0) (at \(lastErrorAt ?? "?"))" } ?? "none")
         """
+        if let retainedWALBytes { lines += "\nretained WAL: \(retainedWALBytes) bytes" }
+        for warning in warnings { lines += "\nwarning:      \(warning)" }
+        return lines
     }
 }
 

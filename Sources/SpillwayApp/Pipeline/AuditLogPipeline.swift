@@ -43,62 +43,23 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
     }
 
     public func run() async throws {
-        var failures = 0
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            do {
-                try await runConnected(resetFailures: { failures = 0 })
-                return
-            } catch let error as ConfigError {
-                throw error
-            } catch let error as FatalError {
-                throw error
-            } catch is DeliveryAbandoned {
-                logger.notice("stopped with a batch unacknowledged; it is delivered again on the next start")
-                return
-            } catch is CancellationError {
-                return
-            } catch {
-                if Task.isShuttingDownGracefully { return }
-                failures += 1
-                let delay = options.retry.delay(forAttempt: failures, jitter: Double.random(in: 0.5...1))
-                logger.error("source failed, reconnecting", metadata: [
-                    LogKey.error: "\(error)", LogKey.attempts: "\(failures)", LogKey.retryIn: "\(delay)",
-                    LogKey.database: "\(config.database.redactedURL)",
-                ])
-                try? await sleepUnlessStopping(delay)
-            }
+        try await runReconnecting(logger: logger, retry: options.retry, database: config.database.redactedURL) {
+            try await runConnected()
         }
     }
 
-    private func runConnected(resetFailures: () -> Void) async throws {
-        let control = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-checkpoint")
-        do {
-            let lock = try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])
-            guard lock.first?[0] == "t" else {
-                throw FatalError("consumer '\(config.consumer)' is already running elsewhere (it holds its advisory lock). "
-                    + "Stop the other `spillway run`, or give this one another `consumer:` name")
-            }
-            guard try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: control),
-                  let record = try await checkpoints.load(consumer: config.consumer, on: control)
-            else {
-                throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed in schema '\(config.schema)'",
-                                  fix: "run `spillway install --config FILE` first")
-            }
+    private func runConnected() async throws {
+        try await withConsumerSession(config) { control, record in
             let reader = try await AuditLogReader.open(config: config, logger: logger)
             do {
-                try await fanout.validate(tables: reader.tables)
-                resetFailures()
+                try await fanout.validate(capturing: config, on: control)
                 try await stream(from: reader, startingAt: record, control: control)
             } catch {
                 await reader.close()
                 throw error
             }
             await reader.close()
-        } catch {
-            await control.close()
-            throw error
         }
-        await control.close()
     }
 
     private func stream(from reader: AuditLogReader, startingAt record: CheckpointRecord,
@@ -158,4 +119,29 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
             if try await reader.waitForCommits(timeout: min(.milliseconds(250), deadline - clock.now)) { return }
         }
     }
+}
+
+/// Opens the consumer's control connection, takes its advisory lock (one runner per consumer) and loads its
+/// checkpoint, runs `body`, and closes the connection (the lock goes with it) however `body` ends.
+func withConsumerSession(_ config: SpillwayConfig,
+                         _ body: (PostgresConnection, CheckpointRecord) async throws -> Void) async throws {
+    let control = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-checkpoint")
+    do {
+        let lock = try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])
+        guard lock.first?[0] == "t" else {
+            throw FatalError("consumer '\(config.consumer)' is already running elsewhere (it holds its advisory lock). "
+                + "Stop the other `spillway run`, or give this one another `consumer:` name")
+        }
+        guard try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: control),
+              let record = try await CheckpointStore(schema: config.schema).load(consumer: config.consumer, on: control)
+        else {
+            throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed in schema '\(config.schema)'",
+                              fix: "run `spillway install --config FILE` first")
+        }
+        try await body(control, record)
+    } catch {
+        await control.close()
+        throw error
+    }
+    await control.close()
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import SpillwayCore
 import SpillwaySinks
 
@@ -35,6 +36,16 @@ public enum SinkFactory {
             throw error
         }
         return routes
+    }
+}
+
+public enum PipelineFactory {
+    /// The daemon for the configured source.
+    public static func make(_ config: SpillwayConfig, fanout: Fanout, options: AuditLogPipeline.Options, logger: Logger) -> any Service {
+        switch config.source.kind {
+        case .auditLog: return AuditLogPipeline(config: config, fanout: fanout, options: options, logger: logger)
+        case .replication: return ReplicationPipeline(config: config, fanout: fanout, options: options, logger: logger)
+        }
     }
 }
 

@@ -59,6 +59,8 @@ public struct SourceConfig: Sendable {
     public var prune: Bool
     /// Wake the poller by LISTEN/NOTIFY as soon as a transaction commits. Default: true.
     public var notify: Bool
+    /// Replication settings; used when `kind` is `replication`.
+    public var replication: ReplicationSettings = ReplicationSettings()
 
     public init(kind: Kind = .auditLog, tables: [QualifiedName], auditTable: QualifiedName? = nil,
                 pollInterval: Duration = .seconds(1), batchSize: Int = 1000, history: History = .include,
@@ -191,8 +193,10 @@ extension SpillwayConfig {
             throw ConfigError(key: "source", problem: "is required",
                               fix: "add `source: {kind: audit_log, tables: [public.products]}`")
         }
-        try sourceReader.rejectUnknownKeys(known: ["kind", "tables", "audit_table", "poll_interval", "batch_size", "history", "prune", "notify"])
-        let source = try parseSource(&sourceReader)
+        try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "history",
+                                                       "prune", "notify"] + ReplicationSettings.keys))
+        var source = try parseSource(&sourceReader)
+        source.replication.applyDefaults(consumer: consumer)
         try sourceReader.rejectUnknownKeys()
 
         guard let sinkReaders = try root.children("sinks"), !sinkReaders.isEmpty else {
@@ -257,10 +261,7 @@ extension SpillwayConfig {
         source.history = try r.choice("history", default: source.history)
         source.prune = try r.bool("prune", default: source.prune)
         source.notify = try r.bool("notify", default: source.notify)
-        if kind == .replication {
-            throw ConfigError(key: r.keyPath("kind"), problem: "the replication source is not available in this version",
-                              fix: "use `kind: audit_log`")
-        }
+        source.replication = try ReplicationSettings.parse(&r, tables: tables)
         return source
     }
 

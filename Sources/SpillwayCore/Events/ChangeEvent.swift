@@ -27,8 +27,27 @@ public struct ChangeEvent: Sendable, Hashable {
     public var commitTime: String?
     /// Where in the source this change sits; its form depends on the source (see README).
     public var position: String
-    /// `app.current_org_id` of the writing session, when the application set it.
+    /// `app.current_org_id` of the writing session (audit_log), or the configured tenant column
+    /// (replication).
     public var tenant: String?
+    /// Columns left out of `after` because PostgreSQL did not send them: TOASTed values an update did not
+    /// change (replication source). A sink must keep what it has for these, never treat them as null.
+    public var unchangedColumns: [String] = []
+    /// For `op: message`: the logical decoding message (`pg_logical_emit_message`).
+    public var message: LogicalMessage?
+
+    public struct LogicalMessage: Sendable, Hashable {
+        public var prefix: String
+        /// The payload as UTF-8 text (invalid bytes replaced).
+        public var content: String
+        public var isTransactional: Bool
+
+        public init(prefix: String, content: String, isTransactional: Bool) {
+            self.prefix = prefix
+            self.content = content
+            self.isTransactional = isTransactional
+        }
+    }
 
     public init(
         id: String, op: Operation, schema: String, table: String,
@@ -67,7 +86,20 @@ public struct ChangeEvent: Sendable, Hashable {
             ("commit_time", commitTime.map { .string($0) } ?? .null),
             ("position", .string(position)),
             ("tenant", tenant.map { .string($0) } ?? .null),
-        ]))
+        ] + extraFields))
+    }
+
+    /// Present only when they carry something, so audit_log events keep exactly the documented shape.
+    private var extraFields: [(String, JSONValue)] {
+        var fields: [(String, JSONValue)] = []
+        if !unchangedColumns.isEmpty { fields.append(("unchanged", .array(unchangedColumns.map { .string($0) }))) }
+        if let message {
+            fields.append(("message", .object(JSONObject([
+                ("prefix", .string(message.prefix)), ("content", .string(message.content)),
+                ("transactional", .bool(message.isTransactional)),
+            ]))))
+        }
+        return fields
     }
 
     /// The event as one line of compact JSON, without the newline.
@@ -105,5 +137,10 @@ extension ChangeEvent {
             txid: txid, commitTime: o["commit_time"]?.stringValue, position: try string("position"),
             tenant: o["tenant"]?.stringValue
         )
+        if case .array(let names) = o["unchanged"] { unchangedColumns = names.compactMap(\.stringValue) }
+        if let m = try object("message") {
+            message = LogicalMessage(prefix: m["prefix"]?.stringValue ?? "", content: m["content"]?.stringValue ?? "",
+                                     isTransactional: m["transactional"] == .bool(true))
+        }
     }
 }

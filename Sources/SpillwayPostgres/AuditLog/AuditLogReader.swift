@@ -77,9 +77,6 @@ public final class AuditLogReader: @unchecked Sendable {
         directory = TableDirectory(tables)
     }
 
-    /// The captured tables as the catalog described them at the last (re)load.
-    public var tables: [TableInfo] { directory.tables }
-
     public func close() async {
         await connection.close()
     }

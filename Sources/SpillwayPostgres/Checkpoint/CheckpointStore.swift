@@ -11,12 +11,14 @@ public struct CheckpointRecord: Sendable {
     public var updatedAt: String?
     public var lastError: String?
     public var lastErrorAt: String?
+    /// The replication source's acknowledged position.
+    public var replicationPosition: ReplicationPosition
 }
 
 /// Reads and writes checkpoints. The pipeline calls `save` only after every sink acknowledged the events
 /// before the new position, so a crash replays from the last acknowledged batch, never past it.
 public struct CheckpointStore: Sendable {
-    let table: String
+    public let table: String
 
     public init(schema: String) {
         table = "\(SQLText.identifier(schema)).checkpoints"
@@ -39,7 +41,7 @@ public struct CheckpointStore: Sendable {
             SELECT consumer, source, audit_table, position, snapshot::text, batch_snapshot::text, batch_rank, batch_seq,
                    history_done, history_changed_at::text, history_id, events_total,
                    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), last_error,
-                   to_char(last_error_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                   to_char(last_error_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), lsn::text
             FROM \(table) WHERE consumer = $1
             """, [consumer])
         guard let row = result.first else { return nil }
@@ -52,7 +54,7 @@ public struct CheckpointStore: Sendable {
             SELECT consumer, source, audit_table, position, snapshot::text, batch_snapshot::text, batch_rank, batch_seq,
                    history_done, history_changed_at::text, history_id, events_total,
                    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), last_error,
-                   to_char(last_error_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                   to_char(last_error_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), lsn::text
             FROM \(table) ORDER BY consumer
             """)
         return result.rows.map(Self.record(from:))
@@ -70,7 +72,10 @@ public struct CheckpointStore: Sendable {
         }
         return CheckpointRecord(consumer: row[0] ?? "", source: row[1] ?? "", auditTable: row[2], position: row[3],
                                 cursor: cursor, eventsTotal: Int64(row[11] ?? "0") ?? 0, updatedAt: row[12],
-                                lastError: row[13], lastErrorAt: row[14])
+                                lastError: row[13], lastErrorAt: row[14],
+                                replicationPosition: ReplicationPosition(
+                                    commitLSN: row[15].flatMap { LSN(string: $0) } ?? .zero,
+                                    index: row[15] == nil ? nil : row[7].flatMap { Int($0) }))
     }
 
     /// Moves the consumer to `cursor`. `position` is the last acknowledged event's position (kept when nil).
@@ -93,18 +98,45 @@ public struct CheckpointStore: Sendable {
         }
     }
 
+    /// Creates a replication consumer's row if it has none.
+    public func registerReplication(consumer: String, slot: String, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            INSERT INTO \(table) (consumer, source, audit_table, history_done)
+            VALUES ($1, 'replication', $2, true)
+            ON CONFLICT (consumer) DO NOTHING
+            """, [consumer, "slot:\(slot)"])
+    }
+
+    /// Moves a replication consumer to `position` (`batch_seq` holds the index within a partly delivered
+    /// transaction).
+    public func save(consumer: String, position: ReplicationPosition, lastEventPosition: String?, deliveredEvents: Int,
+                     on connection: PostgresConnection) async throws {
+        let result = try await connection.query(
+            """
+            UPDATE \(table) SET lsn = $2::pg_lsn, batch_seq = $3::bigint, position = coalesce($4, position),
+                events_total = events_total + $5::bigint, updated_at = now(), last_error = NULL, last_error_at = NULL
+            WHERE consumer = $1
+            """, [consumer, position.commitLSN.description, position.index.map(String.init), lastEventPosition, String(deliveredEvents)])
+        guard result.affectedRows == 1 else {
+            throw PostgresError(message: "consumer '\(consumer)' has no row in \(table): it was removed while running; run `spillway install` again")
+        }
+    }
+
     /// Records why the consumer is stuck, for `status`. Best effort: the caller is already handling an error.
     public func recordError(consumer: String, message: String, on connection: PostgresConnection) async {
         _ = try? await connection.query(
             "UPDATE \(table) SET last_error = $2, last_error_at = now() WHERE consumer = $1", [consumer, message])
     }
 
-    /// Rewinds the consumer to the start of the audit table (`spillway reset`).
+    /// Rewinds the consumer to the start of the audit table (`spillway reset`). For a replication consumer
+    /// the slot decides: it replays only what it has not confirmed.
     public func reset(consumer: String, includingHistory: Bool, on connection: PostgresConnection) async throws -> Bool {
         let result = try await connection.query(
             """
             UPDATE \(table) SET snapshot = $2::pg_snapshot, batch_snapshot = NULL, batch_rank = NULL, batch_seq = NULL,
-                history_done = $3::boolean, history_changed_at = NULL, history_id = NULL, position = NULL, updated_at = now()
+                history_done = $3::boolean, history_changed_at = NULL, history_id = NULL, position = NULL, lsn = NULL,
+                updated_at = now()
             WHERE consumer = $1
             """, [consumer, PGSnapshot.origin.description, includingHistory ? "false" : "true"])
         return result.affectedRows == 1

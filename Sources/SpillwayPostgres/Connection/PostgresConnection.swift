@@ -67,11 +67,12 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Connects and sets a session that both sources rely on: UTC and ISO dates, so the value mapper sees one
     /// text format. `url` is a libpq connection string or `postgres://` URL.
-    public static func connect(url: String, applicationName: String = "spillway") async throws -> PostgresConnection {
+    public static func connect(url: String, applicationName: String = "spillway",
+                               replication: Bool = false) async throws -> PostgresConnection {
         let handle: OpaquePointer = try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
-                let keywords = ["dbname", "application_name", "connect_timeout"]
-                let values = [url, applicationName, "10"]
+                let keywords = ["dbname", "application_name", "connect_timeout"] + (replication ? ["replication"] : [])
+                let values = [url, applicationName, "10"] + (replication ? ["database"] : [])
                 let handle = withCStrings(keywords) { k in
                     withCStrings(values) { v in PQconnectdbParams(k, v, 1) }
                 }
@@ -89,6 +90,7 @@ public final class PostgresConnection: @unchecked Sendable {
             }
         }
         let connection = PostgresConnection(handle: handle, label: applicationName)
+        if replication { return connection }
         // NOTICEs (e.g. "trigger does not exist, skipping" from idempotent DDL) would otherwise reach stderr raw.
         try await connection.execute(
             "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3; SET client_min_messages = warning")
@@ -164,6 +166,77 @@ public final class PostgresConnection: @unchecked Sendable {
                 taken = take()
             }
             return taken
+        }
+    }
+
+    // MARK: Replication (CopyBoth)
+
+    /// Sends `START_REPLICATION ...` and expects the server to switch to CopyBoth.
+    public func startCopyBoth(_ sql: String) async throws {
+        try await onQueue { handle in
+            guard let result = PQexec(handle, sql) else { throw PostgresError(message: Self.errorMessage(handle)) }
+            defer { PQclear(result) }
+            guard PQresultStatus(result) == PGRES_COPY_BOTH else {
+                func field(_ code: Character) -> String? {
+                    PQresultErrorField(result, Int32(code.asciiValue!)).map { String(cString: $0) }
+                }
+                throw PostgresError(message: field("M") ?? Self.errorMessage(handle), sqlState: field("C"),
+                                    detail: field("D"), hint: field("H"))
+            }
+        }
+    }
+
+    /// Up to `maximum` CopyData messages: all that are buffered, waiting at most `timeout` for the first.
+    /// Empty when none arrived in time. Reading in bulk keeps the queue hop off the per-message path.
+    public func readCopyData(maximum: Int, timeout: Duration) async throws -> [[UInt8]] {
+        try await onQueue { handle in
+            var messages: [[UInt8]] = []
+            var waited = false
+            while messages.count < maximum {
+                var buffer: UnsafeMutablePointer<CChar>?
+                let length = PQgetCopyData(handle, &buffer, 1)
+                if length > 0, let buffer {
+                    messages.append(Array(UnsafeRawBufferPointer(start: buffer, count: Int(length)).bindMemory(to: UInt8.self)))
+                    PQfreemem(buffer)
+                    continue
+                }
+                if length == 0 {
+                    if !messages.isEmpty || waited { break }
+                    let socket = PQsocket(handle)
+                    var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+                    let millis = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+                    _ = poll(&descriptor, 1, max(0, millis))
+                    waited = true
+                    guard PQconsumeInput(handle) == 1 else {
+                        throw PostgresError(message: "replication connection lost: \(Self.errorMessage(handle))")
+                    }
+                    continue
+                }
+                if length == -1 {
+                    var message = "the server ended the replication stream"
+                    while let result = PQgetResult(handle) {
+                        if let error = PQresultErrorField(result, Int32(Character("M").asciiValue!)) {
+                            message += ": " + String(cString: error)
+                        }
+                        PQclear(result)
+                    }
+                    throw PostgresError(message: message)
+                }
+                throw PostgresError(message: "replication stream failed: \(Self.errorMessage(handle))")
+            }
+            return messages
+        }
+    }
+
+    /// Sends one CopyData message (a standby status update) and flushes it.
+    public func sendCopyData(_ bytes: [UInt8]) async throws {
+        try await onQueue { handle in
+            let sent = bytes.withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { PQputCopyData(handle, $0.baseAddress, Int32($0.count)) }
+            }
+            guard sent == 1, PQflush(handle) == 0 else {
+                throw PostgresError(message: "cannot send to the replication stream: \(Self.errorMessage(handle))")
+            }
         }
     }
 

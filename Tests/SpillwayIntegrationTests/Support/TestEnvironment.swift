@@ -56,10 +56,18 @@ struct TestDatabase: Sendable {
         try await PostgresConnection.connect(url: url, applicationName: "spillway-tests")
     }
 
+    /// Slots are cluster-wide: each test database gets its own slot names.
+    func slotName(consumer: String) -> String {
+        String("s_\(name)_\(consumer)".lowercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }.prefix(63))
+    }
+
     func drop() async {
         guard let base = TestEnvironment.databaseURL,
               let admin = try? await PostgresConnection.connect(url: base, applicationName: "spillway-tests") else { return }
         _ = try? await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [name])
+        _ = try? await admin.query("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL", [name])
+        try? await Task.sleep(for: .milliseconds(100))
+        _ = try? await admin.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1", [name])
         _ = try? await admin.execute("DROP DATABASE IF EXISTS \(SQLText.identifier(name))")
         await admin.close()
     }
@@ -73,63 +81,66 @@ struct TestDatabase: Sendable {
         return String(url[..<scheme.upperBound]) + rest[..<authorityEnd] + "/" + name + query
     }
 
+    /// The YAML of a one-file-sink config for this database.
+    func yaml(tables: [String], consumer: String, kind: String, sinkPath: String, extraSource: String) -> String {
+        """
+        database:
+          url: \(url)
+        consumer: \(consumer)
+        source:
+          kind: \(kind)
+          tables: [\(tables.joined(separator: ", "))]
+          poll_interval: 100ms
+          slot: \(slotName(consumer: consumer))
+        \(extraSource)
+        sinks:
+          - name: out
+            kind: file
+            path: \(sinkPath)
+        """
+    }
+
     /// A config file for this database, in a fresh temp dir; returns its path and the JSONL sink's path.
-    func writeConfig(tables: [String] = ["public.products"], consumer: String = "tests", extraSource: String = "",
-                     sinkPath: String? = nil, directory: URL? = nil) throws -> (config: String, sink: String) {
+    func writeConfig(tables: [String] = ["public.products"], consumer: String = "tests", kind: String = "audit_log",
+                     extraSource: String = "", sinkPath: String? = nil, directory: URL? = nil) throws -> (config: String, sink: String) {
         let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("spillway-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let sink = sinkPath ?? dir.appendingPathComponent("\(consumer).jsonl").path
-        let yaml = """
-            database:
-              url: \(url)
-            consumer: \(consumer)
-            source:
-              kind: audit_log
-              tables: [\(tables.joined(separator: ", "))]
-              poll_interval: 100ms
-            \(extraSource)
-            sinks:
-              - name: out
-                kind: file
-                path: \(sink)
-            """
         let path = dir.appendingPathComponent("\(consumer).yaml").path
-        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        try yaml(tables: tables, consumer: consumer, kind: kind, sinkPath: sink, extraSource: extraSource)
+            .write(toFile: path, atomically: true, encoding: .utf8)
         return (path, sink)
     }
 
-    func config(tables: [String] = ["public.products"], consumer: String = "tests", sinkPath: String, extraSource: String = "") throws -> SpillwayConfig {
-        let yaml = """
-            database:
-              url: \(url)
-            consumer: \(consumer)
-            source:
-              kind: audit_log
-              tables: [\(tables.joined(separator: ", "))]
-              poll_interval: 100ms
-            \(extraSource)
-            sinks:
-              - name: out
-                kind: file
-                path: \(sinkPath)
-            """
-        return try SpillwayConfig.parse(yaml: yaml)
+    func config(tables: [String] = ["public.products"], consumer: String = "tests", kind: String = "audit_log", sinkPath: String,
+                extraSource: String = "") throws -> SpillwayConfig {
+        try SpillwayConfig.parse(yaml: yaml(tables: tables, consumer: consumer, kind: kind, sinkPath: sinkPath, extraSource: extraSource))
     }
 }
 
 /// Runs Spillway in-process until everything committed so far is delivered.
 func drainOnce(_ config: SpillwayConfig) async throws {
     let routes = try await SinkFactory.makeRoutes(config)
-    let pipeline = AuditLogPipeline(config: config, fanout: Fanout(routes: routes, logger: TestEnvironment.logger),
-                                    options: .init(once: true), logger: TestEnvironment.logger)
+    let pipeline = PipelineFactory.make(config, fanout: Fanout(routes: routes, logger: TestEnvironment.logger),
+                                        options: .init(once: true), logger: TestEnvironment.logger)
     try await pipeline.run()
     for route in routes { try await route.sink.close() }
 }
 
 func install(_ config: SpillwayConfig, on database: TestDatabase) async throws -> InstallReport {
     let connection = try await database.connect()
-    defer { Task { await connection.close() } }
-    return try await AuditLogInstaller(config: config, logger: TestEnvironment.logger).install(on: connection)
+    let report: InstallReport
+    do {
+        switch config.source.kind {
+        case .auditLog: report = try await AuditLogInstaller(config: config, logger: TestEnvironment.logger).install(on: connection)
+        case .replication: report = try await ReplicationInstaller(config: config, logger: TestEnvironment.logger).install(on: connection)
+        }
+    } catch {
+        await connection.close()
+        throw error
+    }
+    await connection.close()
+    return report
 }
 
 /// The events a JSONL sink holds, in file order.
