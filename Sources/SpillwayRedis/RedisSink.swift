@@ -122,16 +122,19 @@ public final class RedisSink: ChangeSinkValidating, @unchecked Sendable {
         logger.debug("pattern keys unlinked", metadata: ["keys": "\(removed)"])
     }
 
-    /// A template that cannot be filled from either row image (a column missing from a partial `before`)
-    /// leaves keys stale; say so once per table and template.
+    /// A template that cannot be filled from the old row (the replication source sends no `before`, or only
+    /// the key, without REPLICA IDENTITY FULL) leaves the old values' keys cached; say so once per table and
+    /// template. Templates that read only key columns lose nothing: `before` holds the old key when it changed.
     private func warnAboutUnrenderedKeys(_ batch: [ChangeEvent]) {
         for event in batch where event.op == .update || event.op == .delete {
+            let keyColumns = Set(event.key?.names ?? [])
             for template in settings.templates(schema: event.schema, table: event.table) where template.readsRow {
-                if template.render(event, image: .previous) == nil {
+                let readsNonKeyColumn = template.fields.contains { $0.column.map { !keyColumns.contains($0) } ?? false }
+                if readsNonKeyColumn, template.render(event, image: .previous) == nil {
                     let marker = "\(event.qualifiedTable) \(template.text)"
                     let isNew = lock.withLock { warned.insert(marker).inserted }
                     if isNew {
-                        logger.warning("a key template could not be rendered from the row's old values (its before image lacks a column); keys of the old values stay cached", metadata: ["table": "\(event.qualifiedTable)", "template": "\(template.text)"])
+                        logger.warning("a key template could not be rendered from the row's old values (the event's before image lacks a column; with the replication source set REPLICA IDENTITY FULL); keys of the old values stay cached", metadata: ["table": "\(event.qualifiedTable)", "template": "\(template.text)"])
                     }
                 }
             }

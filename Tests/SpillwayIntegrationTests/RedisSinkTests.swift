@@ -59,6 +59,40 @@ struct RedisSinkTests {
         await db.drop()
     }
 
+    @Test("replication source: with REPLICA IDENTITY FULL a moved row invalidates both categories; validation runs too")
+    func replicationSource() async throws {
+        let redisURL = try TestEnvironment.redis()
+        let db = try await TestDatabase.create()
+        let app = try await db.connect()
+        try await makeProducts(app)
+        try await app.execute("ALTER TABLE products REPLICA IDENTITY FULL")
+        let p = redisPrefix()
+        let sinks = """
+              - name: cache
+                kind: redis
+                url: \(redisURL)
+                keys:
+                  public.products: ["\(p)product:{key.id}", "\(p)products:{after.category_id}:*"]
+            """
+        let config = try db.cacheConfig(kind: "replication", tables: ["public.products"], sinks: sinks)
+        _ = try await install(config, on: db)
+        let redis = RedisConnection(url: redisURL)
+        try await redis.seed((1...6).map { "\(p)product:\($0)" } + (1...6).map { "\(p)products:\($0):page1" })
+
+        try await app.execute("UPDATE products SET category_id = 4 WHERE id = 4")  // moves 3 → 4
+        try await app.execute("DELETE FROM products WHERE id = 6")
+        try await drainOnce(config)
+        let left = try await redis.keys("\(p)*")
+        #expect(left == Set([1, 2, 3, 5].map { "\(p)product:\($0)" } + [1, 2, 5].map { "\(p)products:\($0):page1" }))
+
+        let broken = try db.cacheConfig(kind: "replication", tables: ["public.products"],
+                                        sinks: sinks.replacingOccurrences(of: "{after.category_id}", with: "{after.nope}"))
+        await #expect(throws: ConfigError.self) { try await drainOnce(broken) }
+        await redis.close()
+        await app.close()
+        await db.drop()
+    }
+
     @Test("publish: a subscriber receives every event, as event JSON or as key JSON")
     func publishReachesASubscriber() async throws {
         let redisURL = try TestEnvironment.redis()

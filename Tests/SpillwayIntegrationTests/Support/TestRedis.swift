@@ -145,19 +145,20 @@ extension TestDatabase {
         return path
     }
 
-    func cacheConfig(consumer: String = "tests", tables: [String], sinks: String) throws -> SpillwayConfig {
-        try SpillwayConfig.parse(yaml: cacheConfigYAML(consumer: consumer, tables: tables, sinks: sinks))
+    func cacheConfig(consumer: String = "tests", kind: String = "audit_log", tables: [String], sinks: String) throws -> SpillwayConfig {
+        try SpillwayConfig.parse(yaml: cacheConfigYAML(consumer: consumer, kind: kind, tables: tables, sinks: sinks))
     }
 
-    private func cacheConfigYAML(consumer: String, tables: [String], sinks: String) -> String {
+    private func cacheConfigYAML(consumer: String, kind: String = "audit_log", tables: [String], sinks: String) -> String {
         """
         database:
           url: \(url)
         consumer: \(consumer)
         source:
-          kind: audit_log
+          kind: \(kind)
           tables: [\(tables.joined(separator: ", "))]
           poll_interval: 100ms
+          slot: \(slotName(consumer: consumer))
         sinks:
         \(sinks)
         log:
