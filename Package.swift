@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "spillway",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],  // Synchronization.Mutex (SpillwayKafka)
     products: [
         .executable(name: "spillway", targets: ["spillway"]),
     ],
@@ -57,6 +57,26 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // librdkafka, wrapped once in SpillwayKafka; nothing else imports it.
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]
+        ),
+        // The Kafka sink on an idempotent librdkafka producer, and the mock cluster the tests use.
+        .target(
+            name: "SpillwayKafka",
+            dependencies: [
+                "CRdKafka",
+                "SpillwayCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Test support: a librdkafka mock Kafka cluster as a process (integration tests, benchmarks).
+        .executableTarget(
+            name: "spillway-kafka-mock",
+            dependencies: ["SpillwayKafka"]
+        ),
         // Wiring: the pipeline service, commands' behaviour, the demo cluster.
         .target(
             name: "SpillwayApp",
@@ -65,6 +85,7 @@ let package = Package(
                 "SpillwayPostgres",
                 "SpillwaySinks",
                 "SpillwayRedis",
+                "SpillwayKafka",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -89,7 +110,13 @@ let package = Package(
         ),
         .testTarget(
             name: "SpillwayIntegrationTests",
-            dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayRedis"]
+            dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka", "SpillwayRedis"]
+        ),
+        .testTarget(
+            name: "SpillwayKafkaTests",
+            // The tool is a dependency so `swift test` builds it next to the test bundle,
+            // where the outage tests launch it as a separate process.
+            dependencies: ["SpillwayKafka", "SpillwayCore", "spillway-kafka-mock"]
         ),
     ]
 )

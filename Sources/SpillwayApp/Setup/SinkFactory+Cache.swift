@@ -15,8 +15,8 @@ extension SinkFactory {
             return NotifySink(name: sink.name, settings: settings, url: settings.url ?? config.database.url, logger: logger)
         case .refresh(let settings):
             return RefreshSink(name: sink.name, settings: settings, url: settings.url ?? config.database.url, logger: logger)
-        case .file:
-            preconditionFailure("file sinks are built in makeRoutes")
+        case .file, .kafka:
+            preconditionFailure("\(sink.kind) sinks are built in makeRoutes")
         }
     }
 }

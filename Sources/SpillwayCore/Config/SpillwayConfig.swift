@@ -95,6 +95,7 @@ public struct EventFilter: Sendable, Hashable {
 public struct SinkConfig: Sendable {
     public enum Settings: Sendable {
         case file(FileSinkSettings)
+        case kafka(KafkaSinkSettings)
         case redis(RedisSinkSettings)
         case notify(NotifySinkSettings)
         case refresh(RefreshSinkSettings)
@@ -114,6 +115,7 @@ public struct SinkConfig: Sendable {
     public var kind: String {
         switch settings {
         case .file: return "file"
+        case .kafka: return "kafka"
         case .redis: return "redis"
         case .notify: return "notify"
         case .refresh: return "refresh"
@@ -205,7 +207,7 @@ extension SpillwayConfig {
         }
         var sinks: [SinkConfig] = []
         for var reader in sinkReaders {
-            let sink = try parseSink(&reader, environment: environment)
+            let sink = try parseSink(&reader, consumer: consumer, source: source, environment: environment)
             try reader.rejectUnknownKeys()
             if sinks.contains(where: { $0.name == sink.name }) {
                 throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
@@ -265,9 +267,9 @@ extension SpillwayConfig {
         return source
     }
 
-    private static func parseSink(_ r: inout ConfigReader, environment: [String: String]) throws(ConfigError) -> SinkConfig {
+    private static func parseSink(_ r: inout ConfigReader, consumer: String, source: SourceConfig, environment: [String: String]) throws(ConfigError) -> SinkConfig {
         let name = try r.string("name", fix: "give the sink a name, e.g. `name: out`")
-        let kind = try r.string("kind", fix: "set kind: file, redis, notify or refresh")
+        let kind = try r.string("kind", fix: "set kind: file, kafka, redis, notify or refresh")
         var filter = EventFilter()
         if let tables = try r.stringList("tables") {
             for (index, text) in tables.enumerated() {
@@ -288,6 +290,10 @@ extension SpillwayConfig {
             let path = try r.string("path", fix: "set path to a file, or \"-\" for standard output")
             let fsync = try r.bool("fsync", default: true)
             return SinkConfig(name: name, filter: filter, settings: .file(FileSinkSettings(path: path, fsync: fsync)))
+        case "kafka":
+            let tables = filter.tables.isEmpty ? source.tables : source.tables.filter(filter.tables.contains)
+            return SinkConfig(name: name, filter: filter,
+                              settings: .kafka(try KafkaSinkSettings.parse(&r, consumer: consumer, tables: tables)))
         case "redis":
             return SinkConfig(name: name, filter: filter, settings: .redis(try .parse(&r, environment: environment)))
         case "notify":
@@ -295,7 +301,7 @@ extension SpillwayConfig {
         case "refresh":
             return SinkConfig(name: name, filter: filter, settings: .refresh(try .parse(&r, environment: environment)))
         default:
-            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file, redis, notify or refresh")
+            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file, kafka, redis, notify or refresh")
         }
     }
 }
