@@ -196,7 +196,8 @@ struct RedisSinkTests {
         _ = try await runner.wait()
         runner = try SpillwayProcess(["run", "--config", path])
         for id in 46...60 { try await app.execute("UPDATE products SET name = 'v2' WHERE id = \(id)") }
-        try await Task.sleep(for: .milliseconds(500))
+        let restarted = runner
+        try await waitUntil("the new runner meets the outage too") { restarted.stderr.contains("delivery failed") }
 
         // Redis comes back with every key it had, including those of rows changed while it was down.
         // (Rows 61...200 keep their keys across the restart below, which shows the keys of 21...60 came back too.)
