@@ -58,8 +58,12 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
         var target: LSN?
         if options.once { target = try await emitHeartbeat(on: control) }
 
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            let batch = try await reader.next(maximum: config.source.batchSize, wait: .milliseconds(250))
+        // One batch is read ahead while the current one is delivered: decoding overlaps the sinks' round
+        // trips. Batches still reach the sinks strictly in order, and the checkpoint follows delivery.
+        let maximum = config.source.batchSize
+        var upcoming: ReplicationBatch? = try await reader.next(maximum: maximum, wait: .milliseconds(250))
+        while let batch = upcoming, !Task.isShuttingDownGracefully, !Task.isCancelled {
+            async let readAhead = reader.next(maximum: maximum, wait: .milliseconds(250))
             if !batch.events.isEmpty {
                 try await fanout.deliver(batch.events) { [checkpoints, config] message in
                     await checkpoints.recordError(consumer: config.consumer, message: message, on: control)
@@ -85,10 +89,13 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
                 _ = try await emitHeartbeat(on: control)
                 lastHeartbeat = clock.now
             }
-            // Everything up to the marker is delivered (the position is saved right after the loop).
-            if let target, batch.events.isEmpty, position.index == nil, position.commitLSN >= target, !reader.isInTransaction {
+            let next = try await readAhead
+            // Everything up to the marker is delivered (the position is saved right after the loop). What was
+            // read ahead is neither saved nor confirmed, so the slot sends it again next time.
+            if let target, batch.events.isEmpty, position.index == nil, position.commitLSN >= target {
                 break
             }
+            upcoming = next
         }
         if position != savedPosition {
             try await checkpoints.save(consumer: config.consumer, position: position, lastEventPosition: nil, deliveredEvents: 0, on: control)
