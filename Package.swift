@@ -20,6 +20,13 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
         ),
+        // hiredis, wrapped once in SpillwayRedis; nothing else imports it. No `pkgConfig: "hiredis"`: Debian's
+        // hiredis.pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM rejects with a warning on every build; the shim
+        // includes <hiredis/hiredis.h> from the default include path and the modulemap links libhiredis.
+        .systemLibrary(
+            name: "CHiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
         // The pure core: event model, JSON, value mapping, config, routing, retry, batch planning. No I/O.
         .target(
             name: "SpillwayCore",
@@ -36,6 +43,16 @@ let package = Package(
         .target(
             name: "SpillwaySinks",
             dependencies: [
+                "SpillwayCore",
+                "SpillwayPostgres",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The Redis cache-invalidation sink and its hiredis wrapper.
+        .target(
+            name: "SpillwayRedis",
+            dependencies: [
+                "CHiredis",
                 "SpillwayCore",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -67,6 +84,7 @@ let package = Package(
                 "SpillwayCore",
                 "SpillwayPostgres",
                 "SpillwaySinks",
+                "SpillwayRedis",
                 "SpillwayKafka",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -92,7 +110,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SpillwayIntegrationTests",
-            dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka"]
+            dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka", "SpillwayRedis"]
         ),
         .testTarget(
             name: "SpillwayKafkaTests",

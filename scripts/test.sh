@@ -1,17 +1,35 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, starts a throwaway PostgreSQL cluster (wal_level=logical)
-# on a temp dir, runs `swift test` against it, and stops everything it started.
+# and a throwaway redis-server on a temp dir, runs `swift test` against them, and stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 work=$(mktemp -d /tmp/spillway-test-XXXXXX)
 chmod 755 "$work"   # the cluster runs as `postgres`, which must reach its data dir
-cleanup() { scripts/pg-cluster.sh stop "$work/pg" || true; rm -rf "$work"; }
+cleanup() {
+  scripts/pg-cluster.sh stop "$work/pg" || true
+  # The shared redis-server, and any a test started for itself (their pidfiles live in $work/redis).
+  for pidfile in "$work"/redis.pid "$work"/redis/*.pid; do
+    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+  done
+  rm -rf "$work"
+}
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
 SPILLWAY_TEST_DATABASE_URL=$(scripts/pg-cluster.sh start "$work/pg" "$port")
 export SPILLWAY_TEST_DATABASE_URL
+
+# A throwaway Redis for the redis sink's tests: no persistence, gone with the cleanup.
+redis_port=$(free_port)
+mkdir -p "$work/redis"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+  --pidfile "$work/redis.pid" --dir "$work/redis" --logfile "$work/redis.log"
+for _ in $(seq 1 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$redis_port" ping >/dev/null || { cat "$work/redis.log" >&2; echo "redis-server did not start" >&2; exit 1; }
+export SPILLWAY_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"
+export SPILLWAY_TEST_REDIS_DIR="$work/redis"   # where tests that stop and restart a Redis of their own keep it
 export SPILLWAY_REQUIRE_INTEGRATION=1
 export PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
 

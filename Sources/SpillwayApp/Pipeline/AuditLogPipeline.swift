@@ -52,6 +52,7 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
         try await withConsumerSession(config) { control, record in
             let reader = try await AuditLogReader.open(config: config, logger: logger)
             do {
+                try await fanout.validate(capturing: config, on: control)
                 try await stream(from: reader, startingAt: record, control: control)
             } catch {
                 await reader.close()

@@ -35,6 +35,7 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
         try await withConsumerSession(config) { control, record in
             let reader = try await ReplicationReader.open(config: config, from: record.replicationPosition, logger: logger)
             do {
+                try await fanout.validate(capturing: config, on: control)
                 try await stream(from: reader, startingAt: record.replicationPosition, control: control)
             } catch {
                 await reader.close()

@@ -38,6 +38,8 @@ public enum SinkFactory {
                     } catch {
                         throw configError(error, sink: index)
                     }
+                case .redis, .notify, .refresh:
+                    routes.append(Fanout.Route(sink: makeCacheSink(sink, config: config), filter: sink.filter))
                 }
             }
         } catch {

@@ -96,6 +96,9 @@ public struct SinkConfig: Sendable {
     public enum Settings: Sendable {
         case file(FileSinkSettings)
         case kafka(KafkaSinkSettings)
+        case redis(RedisSinkSettings)
+        case notify(NotifySinkSettings)
+        case refresh(RefreshSinkSettings)
     }
 
     /// Unique among the sinks; names the sink in logs, metrics and status.
@@ -113,6 +116,9 @@ public struct SinkConfig: Sendable {
         switch settings {
         case .file: return "file"
         case .kafka: return "kafka"
+        case .redis: return "redis"
+        case .notify: return "notify"
+        case .refresh: return "refresh"
         }
     }
 }
@@ -201,7 +207,7 @@ extension SpillwayConfig {
         }
         var sinks: [SinkConfig] = []
         for var reader in sinkReaders {
-            let sink = try parseSink(&reader, consumer: consumer, source: source)
+            let sink = try parseSink(&reader, consumer: consumer, source: source, environment: environment)
             try reader.rejectUnknownKeys()
             if sinks.contains(where: { $0.name == sink.name }) {
                 throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
@@ -209,6 +215,7 @@ extension SpillwayConfig {
             }
             sinks.append(sink)
         }
+        for (index, sink) in sinks.enumerated() { try sink.validate(source: source, keyPath: "sinks[\(index)]") }
 
         var log = LogConfig()
         if var logReader = try root.child("log") {
@@ -260,9 +267,9 @@ extension SpillwayConfig {
         return source
     }
 
-    private static func parseSink(_ r: inout ConfigReader, consumer: String, source: SourceConfig) throws(ConfigError) -> SinkConfig {
+    private static func parseSink(_ r: inout ConfigReader, consumer: String, source: SourceConfig, environment: [String: String]) throws(ConfigError) -> SinkConfig {
         let name = try r.string("name", fix: "give the sink a name, e.g. `name: out`")
-        let kind = try r.string("kind", fix: "set kind: file or kafka")
+        let kind = try r.string("kind", fix: "set kind: file, kafka, redis, notify or refresh")
         var filter = EventFilter()
         if let tables = try r.stringList("tables") {
             for (index, text) in tables.enumerated() {
@@ -287,8 +294,14 @@ extension SpillwayConfig {
             let tables = filter.tables.isEmpty ? source.tables : source.tables.filter(filter.tables.contains)
             return SinkConfig(name: name, filter: filter,
                               settings: .kafka(try KafkaSinkSettings.parse(&r, consumer: consumer, tables: tables)))
+        case "redis":
+            return SinkConfig(name: name, filter: filter, settings: .redis(try .parse(&r, environment: environment)))
+        case "notify":
+            return SinkConfig(name: name, filter: filter, settings: .notify(try .parse(&r, environment: environment)))
+        case "refresh":
+            return SinkConfig(name: name, filter: filter, settings: .refresh(try .parse(&r, environment: environment)))
         default:
-            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file or kafka")
+            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file, kafka, redis, notify or refresh")
         }
     }
 }

@@ -137,6 +137,38 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// A NOTIFY this connection received: its channel and payload.
+    public struct Notification: Sendable, Hashable {
+        public var channel: String
+        public var payload: String
+    }
+
+    /// Waits until notifications arrive on channels this connection LISTENs to, or `timeout` passes, and
+    /// returns them in arrival order (empty on timeout).
+    public func notifications(timeout: Duration) async throws -> [Notification] {
+        try await onQueue { handle in
+            func take() -> [Notification] {
+                var taken: [Notification] = []
+                while let notification = PQnotifies(handle) {
+                    taken.append(Notification(channel: String(cString: notification.pointee.relname),
+                                              payload: String(cString: notification.pointee.extra)))
+                    PQfreemem(notification)
+                }
+                return taken
+            }
+            guard PQconsumeInput(handle) == 1 else { throw PostgresError(message: "connection lost: \(Self.errorMessage(handle))") }
+            var taken = take()
+            if !taken.isEmpty { return taken }
+            var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+            let millis = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+            if poll(&descriptor, 1, max(0, millis)) > 0 {
+                guard PQconsumeInput(handle) == 1 else { throw PostgresError(message: "connection lost: \(Self.errorMessage(handle))") }
+                taken = take()
+            }
+            return taken
+        }
+    }
+
     // MARK: Replication (CopyBoth)
 
     /// Sends `START_REPLICATION ...` and expects the server to switch to CopyBoth.
