@@ -95,6 +95,7 @@ public struct EventFilter: Sendable, Hashable {
 public struct SinkConfig: Sendable {
     public enum Settings: Sendable {
         case file(FileSinkSettings)
+        case webhook(WebhookSinkSettings)
     }
 
     /// Unique among the sinks; names the sink in logs, metrics and status.
@@ -111,6 +112,7 @@ public struct SinkConfig: Sendable {
     public var kind: String {
         switch settings {
         case .file: return "file"
+        case .webhook: return "webhook"
         }
     }
 }
@@ -199,7 +201,7 @@ extension SpillwayConfig {
         }
         var sinks: [SinkConfig] = []
         for var reader in sinkReaders {
-            let sink = try parseSink(&reader)
+            let sink = try parseSink(&reader, environment: environment)
             try reader.rejectUnknownKeys()
             if sinks.contains(where: { $0.name == sink.name }) {
                 throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
@@ -258,9 +260,9 @@ extension SpillwayConfig {
         return source
     }
 
-    private static func parseSink(_ r: inout ConfigReader) throws(ConfigError) -> SinkConfig {
+    private static func parseSink(_ r: inout ConfigReader, environment: [String: String]) throws(ConfigError) -> SinkConfig {
         let name = try r.string("name", fix: "give the sink a name, e.g. `name: out`")
-        let kind = try r.string("kind", fix: "set kind: file")
+        let kind = try r.string("kind", fix: "set kind: file or webhook")
         var filter = EventFilter()
         if let tables = try r.stringList("tables") {
             for (index, text) in tables.enumerated() {
@@ -281,8 +283,10 @@ extension SpillwayConfig {
             let path = try r.string("path", fix: "set path to a file, or \"-\" for standard output")
             let fsync = try r.bool("fsync", default: true)
             return SinkConfig(name: name, filter: filter, settings: .file(FileSinkSettings(path: path, fsync: fsync)))
+        case "webhook":
+            return SinkConfig(name: name, filter: filter, settings: .webhook(try WebhookSinkSettings.parse(&r, environment: environment)))
         default:
-            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file")
+            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file or webhook")
         }
     }
 }
