@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import SpillwayCore
 import SpillwaySinks
+import SpillwayWebhook
 
 public enum ConfigLoader {
     /// Reads and validates the YAML file; `SPILLWAY_DATABASE_URL` from the environment overrides database.url.
@@ -27,6 +28,11 @@ public enum SinkFactory {
                 switch sink.settings {
                 case .file(let settings):
                     routes.append(Fanout.Route(sink: try FileSink(name: sink.name, settings: settings), filter: sink.filter))
+                case .webhook(let settings):
+                    let webhook = WebhookSink(name: sink.name, settings: settings, databaseURL: config.database.url,
+                                              schema: config.schema, logger: Logger(label: "spillway"))
+                    await webhook.start()
+                    routes.append(Fanout.Route(sink: webhook, filter: sink.filter))
                 }
             }
         } catch {
