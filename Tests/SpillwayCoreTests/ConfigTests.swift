@@ -346,7 +346,7 @@ struct ConfigTests {
         let error = try #require(configError(yaml(sinks: "  - {name: out, kind: kafka, topic: changes}")))
         #expect(error.key == "sinks[0].kind")
         #expect(error.problem == "unknown sink kind 'kafka'")
-        #expect(error.fix == "use kind: file")
+        #expect(error.fix == "use kind: file or webhook")
     }
 
     @Test func missingSinkPath() throws {
