@@ -130,6 +130,7 @@ public final class WebhookSink: ChangeSink, Sendable {
                     "webhook_id": "\(request.webhookID)", "status": "\(status.map(String.init) ?? "none")",
                     "error": "\(message.prefix(200))", "attempts": "\(attempts)", "retry_in": "\(delay)",
                 ])
+                await SinkFailureReport.report("\(message.prefix(500)) (webhook-id \(request.webhookID), attempt \(attempts), retrying)")
                 try await sleepUnlessStopping(delay)
             }
         }

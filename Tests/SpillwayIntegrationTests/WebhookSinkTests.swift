@@ -166,6 +166,9 @@ struct WebhookSinkTests {
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(runner.stderr.contains("webhook failed, retrying"), "the restarted runner met the outage")
+        let status = try await SpillwayProcess.run(["status", "--json", "--config", configPath])
+        let lastError = (try? JSONParser.parse(status.stdout))?.objectValue?["last_error"]?.stringValue ?? ""
+        #expect(lastError.contains("sink 'hook'") && lastError.contains("retrying"), "status shows the outage: \(status.stdout)")
         try await receiver.start()
         let expected = Set((1...200).map(String.init))
         let deadline = clock.now + .seconds(40)
@@ -179,6 +182,36 @@ struct WebhookSinkTests {
         #expect(try await runner.wait() == 0, "\(runner.stderr.suffix(2000))")
         #expect(accepted == expected, "missing: \(expected.subtracting(accepted).sorted())")
         #expect(receiver.requests.allSatisfy { $0.isVerified })
+        receiver.stop()
+        await app.close()
+        await db.drop()
+    }
+
+    @Test("graceful stop while the endpoint answers 503 (Retry-After: 30): exits promptly, the batch comes again on start")
+    func gracefulStopWhileRetrying() async throws {
+        let db = try await TestDatabase.create()
+        let app = try await db.connect()
+        try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+        let receiver = try await WebhookReceiver()
+        try receiver.control(#"{"fail_503": 1000, "retry_after": "30"}"#)
+        let configPath = try Self.writeConfig(Self.yaml(db, receiver))
+        #expect(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+        try await app.execute("INSERT INTO products SELECT g, 'p' || g FROM generate_series(1, 3) g")
+        let runner = try SpillwayProcess(["run", "--config", configPath])
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(20)
+        while !runner.stderr.contains("webhook failed, retrying"), clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let stopped = clock.now
+        runner.signal(SIGTERM)
+        #expect(try await runner.wait() == 0, "\(runner.stderr.suffix(2000))")
+        #expect(clock.now - stopped < .seconds(5), "the 30 s Retry-After wait ends at the stop")
+        #expect(receiver.acceptedEvents.isEmpty)
+
+        try receiver.control("{}")
+        #expect(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+        #expect(receiver.acceptedEvents.compactMap { $0.key?["id"]?.plainText } == ["1", "2", "3"])
         receiver.stop()
         await app.close()
         await db.drop()
