@@ -6,7 +6,8 @@ import Testing
 @Suite("webhook sink against a real HTTP receiver", .enabled(if: TestEnvironment.canRun))
 struct WebhookSinkTests {
     /// A config whose only sink is a webhook to `receiver`; `extraSink` adds keys to the sink.
-    static func yaml(_ db: TestDatabase, _ receiver: WebhookReceiver, extraSink: String = "") -> String {
+    static func yaml(_ db: TestDatabase, _ receiver: WebhookReceiver, path: String = "/hooks/{table}/{key.id}",
+                     extraSink: String = "") -> String {
         """
         database:
           url: \(db.url)
@@ -18,7 +19,7 @@ struct WebhookSinkTests {
         sinks:
           - name: hook
             kind: webhook
-            url: \(receiver.url)/hooks/{table}/{key.id}
+            url: \(receiver.url)\(path)
             secret: \(WebhookReceiver.secret)
             timeout: 2s
         \(extraSink.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
@@ -212,6 +213,70 @@ struct WebhookSinkTests {
         try receiver.control("{}")
         #expect(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
         #expect(receiver.acceptedEvents.compactMap { $0.key?["id"]?.plainText } == ["1", "2", "3"])
+        receiver.stop()
+        await app.close()
+        await db.drop()
+    }
+
+    @Test("body: batch sends JSON arrays of up to batch_size events, webhook-id = first id + count, signed")
+    func batchBody() async throws {
+        let db = try await TestDatabase.create()
+        let app = try await db.connect()
+        try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+        let receiver = try await WebhookReceiver()
+        let config = try SpillwayConfig.parse(yaml: Self.yaml(db, receiver, path: "/hooks/{table}", extraSink: "body: batch\nbatch_size: 3"))
+        _ = try await install(config, on: db)
+        try await app.execute("INSERT INTO products SELECT g, 'p' || g FROM generate_series(1, 7) g")
+        try await drainOnce(config)
+
+        let requests = receiver.requests
+        var ids: [String] = []
+        for request in requests {
+            guard case .array(let items)? = try? JSONParser.parse(request.body) else {
+                Issue.record("not a JSON array: \(request.body)")
+                continue
+            }
+            let events = try items.map { try ChangeEvent(json: $0) }
+            #expect(request.headers["webhook-id"] == "\(events[0].id)+\(events.count)")
+            ids += events.compactMap { $0.key?["id"]?.plainText }
+        }
+        #expect(requests.count == 3)
+        #expect(ids == (1...7).map(String.init))
+        #expect(requests.allSatisfy { $0.isVerified && $0.path == "/hooks/products" })
+        receiver.stop()
+        await app.close()
+        await db.drop()
+    }
+
+    @Test("on_failure: block: a 400 holds the stream (no dead letter, status shows it) until the endpoint accepts")
+    func blockOnFailure() async throws {
+        let db = try await TestDatabase.create()
+        let app = try await db.connect()
+        try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+        let receiver = try await WebhookReceiver()
+        try receiver.control(#"{"reject_if_contains": "\"name\":\"bad\""}"#)
+        let configPath = try Self.writeConfig(Self.yaml(db, receiver, extraSink: "on_failure: block"))
+        #expect(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+        try await app.execute("INSERT INTO products VALUES (1, 'bad'), (2, 'good')")
+        let runner = try SpillwayProcess(["run", "--config", configPath])
+        let clock = ContinuousClock()
+        var deadline = clock.now + .seconds(20)
+        while receiver.requests.filter({ $0.status == 400 }).count < 2, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let status = try await SpillwayProcess.run(["status", "--json", "--config", configPath])
+        #expect(status.stdout.contains("answered 400"), "\(status.stdout)")
+        #expect(try await app.query("SELECT count(*) FROM spillway.dead_letters").first == ["0"])
+        #expect(!receiver.acceptedEvents.contains { $0.key?["id"]?.plainText == "2" }, "event 2 waits behind event 1")
+
+        try receiver.control("{}")
+        deadline = clock.now + .seconds(20)
+        while receiver.acceptedEvents.count < 2, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        runner.signal(SIGTERM)
+        #expect(try await runner.wait() == 0)
+        #expect(receiver.acceptedEvents.compactMap { $0.key?["id"]?.plainText } == ["1", "2"])
         receiver.stop()
         await app.close()
         await db.drop()
