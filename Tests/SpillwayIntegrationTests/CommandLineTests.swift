@@ -17,6 +17,9 @@ struct CommandLineTests {
         for batch in 0..<40 {
             try await app.execute("INSERT INTO products SELECT g, 'p' || g FROM generate_series(\(batch * 50 + 1), \(batch * 50 + 50)) g")
             if batch == 10 {
+                // A SIGTERM before the signal handlers are installed kills the process (exit 143): under a
+                // loaded CI machine start-up can take longer than ten batches, so wait until it reads.
+                for _ in 0..<200 where !runner.stderr.contains("reading") { try await Task.sleep(for: .milliseconds(50)) }
                 runner.signal(SIGTERM)
                 #expect(try await runner.wait() == 0, "graceful stop exits 0: \(runner.stderr)")
                 runner = try SpillwayProcess(["run", "--config", configPath])
