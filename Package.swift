@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "spillway",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],  // Synchronization.Mutex (SpillwayKafka)
     products: [
         .executable(name: "spillway", targets: ["spillway"]),
     ],
@@ -56,6 +56,26 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // librdkafka, wrapped once in SpillwayKafka; nothing else imports it.
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]
+        ),
+        // The Kafka sink on an idempotent librdkafka producer, and the mock cluster the tests use.
+        .target(
+            name: "SpillwayKafka",
+            dependencies: [
+                "CRdKafka",
+                "SpillwayCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Test support: a librdkafka mock Kafka cluster as a process (integration tests, benchmarks).
+        .executableTarget(
+            name: "spillway-kafka-mock",
+            dependencies: ["SpillwayKafka"]
+        ),
         // Wiring: the pipeline service, commands' behaviour, the demo cluster.
         .target(
             name: "SpillwayApp",
@@ -64,6 +84,7 @@ let package = Package(
                 "SpillwayPostgres",
                 "SpillwaySinks",
                 "SpillwayWebhook",
+                "SpillwayKafka",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -92,8 +113,14 @@ let package = Package(
         ),
         .testTarget(
             name: "SpillwayIntegrationTests",
-            dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayWebhook"],
+            dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka", "SpillwayWebhook"],
             exclude: ["Support/webhook_receiver.py"]
+        ),
+        .testTarget(
+            name: "SpillwayKafkaTests",
+            // The tool is a dependency so `swift test` builds it next to the test bundle,
+            // where the outage tests launch it as a separate process.
+            dependencies: ["SpillwayKafka", "SpillwayCore", "spillway-kafka-mock"]
         ),
     ]
 )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Replication throughput: spillway (replication source → file sink) against pg_recvlogical draining the
-# same slot contents, in the same run, on a throwaway cluster. Prints rows/s for both, their ratio, and
-# spillway's peak RSS.
+# same slot contents, in the same run, on a throwaway cluster; then replication → Kafka (librdkafka's mock
+# cluster over loopback TCP) against replication → file for the same rows, and a live phase that measures
+# commit-to-produce latency (p50/p99) through Kafka. Prints rows/s, ratios and spillway's peak RSS.
 #   Benchmarks/replication-vs-pg_recvlogical.sh [ROWS]    (default 250000; half in 10k-row transactions,
 #                                                          half in single-row transactions)
 set -euo pipefail
@@ -9,12 +10,25 @@ cd "$(dirname "$0")/.."
 rows=${1:-250000}
 bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
 work=$(mktemp -d /tmp/spillway-bench-XXXXXX); chmod 755 "$work"
-cleanup() { scripts/pg-cluster.sh stop "$work/pg" || true; rm -rf "$work"; }
+cleanup() {
+  [ -n "${mock_pid:-}" ] && kill "$mock_pid" 2>/dev/null || true
+  [ -n "${live_pid:-}" ] && kill "$live_pid" 2>/dev/null || true
+  scripts/pg-cluster.sh stop "$work/pg" || true; rm -rf "$work"
+}
 trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url=$(scripts/pg-cluster.sh start "$work/pg" "$port")
 swift build -c release --product spillway >/dev/null
+swift build -c release --product spillway-kafka-mock >/dev/null
 spillway="$(swift build -c release --show-bin-path)/spillway"
+mock="$(swift build -c release --show-bin-path)/spillway-kafka-mock"
+# The mock broker runs until its stdin closes: keep a pipe open to it.
+mkfifo "$work/mock.in"
+"$mock" --brokers 3 --topic bench.public.bench:6 < "$work/mock.in" > "$work/mock.out" 2>/dev/null &
+mock_pid=$!
+exec 7> "$work/mock.in"
+for _ in $(seq 1 100); do [ -s "$work/mock.out" ] && break; sleep 0.1; done
+brokers=$(head -n 1 "$work/mock.out")
 
 psql -q "$url" -c "CREATE TABLE bench (id bigint PRIMARY KEY, name text, price numeric(10,2), tags text[], at timestamptz DEFAULT now())"
 cat > "$work/bench.yaml" <<YAML
@@ -25,6 +39,14 @@ sinks: [{name: out, kind: file, path: "$work/spillway.jsonl"}]
 log: {level: warning}
 YAML
 "$spillway" install --config "$work/bench.yaml" >/dev/null
+cat > "$work/kafka.yaml" <<YAML
+database: {url: "$url"}
+consumer: benchk
+source: {kind: replication, tables: [public.bench], batch_size: 5000, heartbeat: 0s}
+sinks: [{name: kafka, kind: kafka, brokers: "$brokers", prefix: bench, properties: {linger.ms: 5}}]
+log: {level: warning}
+YAML
+"$spillway" install --config "$work/kafka.yaml" >/dev/null
 psql -qAt "$url" -c "SELECT pg_create_logical_replication_slot('bench_recvlogical', 'pgoutput')" >/dev/null
 
 bulk=$((rows / 2)); single=$((rows - bulk))
@@ -50,12 +72,42 @@ read -r t_recv _ < <(measure "$bin/pg_recvlogical" -d "$url" -S bench_recvlogica
   -o proto_version=1 -o publication_names=spillway_bench -f "$work/recvlogical.out")
 read -r t_spill rss < <(measure "$spillway" run --once --config "$work/bench.yaml")
 delivered=$(wc -l < "$work/spillway.jsonl")
-python3 - "$total" "$delivered" "$t_recv" "$t_spill" "$rss" <<'PY'
-import sys
+read -r t_kafka rss_kafka < <(measure "$spillway" run --once --config "$work/kafka.yaml")
+produced=$(psql -qAt "$url" -c "SELECT events_total FROM spillway.checkpoints WHERE consumer = 'benchk'")
+
+# Live phase: 20 s of single-row commits at a fixed rate while `spillway run` streams to Kafka; latency is
+# commit_time (in the event) to the record's CreateTime (set when the producer accepted it; the broker's
+# acknowledgement follows within the same batch round trip).
+"$spillway" run --config "$work/kafka.yaml" 2>/dev/null &
+live_pid=$!
+sleep 2
+live_start=$(python3 -c 'import time; print(int(time.time() * 1000))')
+"$bin/pgbench" -n -c 2 -j 2 -R 500 -T 20 -f "$work/single.sql" "$url" >/dev/null
+sleep 3
+kill -TERM "$live_pid"; wait "$live_pid" || true; live_pid=
+kcat -b "$brokers" -C -t bench.public.bench -o beginning -e -q -f '%T\t%s\n' > "$work/kafka.tsv" 2>/dev/null || true
+
+python3 - "$total" "$delivered" "$t_recv" "$t_spill" "$rss" "$produced" "$t_kafka" "$rss_kafka" "$work/kafka.tsv" "$live_start" <<'PY'
+import datetime, json, sys
 total, delivered, t_recv, t_spill, rss = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+produced, t_kafka, rss_kafka, tsv, live_start = int(sys.argv[6] or 0), float(sys.argv[7]), int(sys.argv[8]), sys.argv[9], int(sys.argv[10])
 print(f"rows in table:           {total}")
 print(f"spillway events written: {delivered}")
 print(f"pg_recvlogical:          {t_recv:.2f} s  ({total / t_recv:,.0f} rows/s)")
 print(f"spillway → file sink:    {t_spill:.2f} s  ({delivered / t_spill:,.0f} rows/s), peak RSS {rss / 1024:.1f} MiB")
 print(f"ratio (spillway / pg_recvlogical throughput): {(delivered / t_spill) / (total / t_recv):.2f}")
+print(f"spillway → Kafka (mock): {t_kafka:.2f} s  ({produced / t_kafka:,.0f} rows/s), peak RSS {rss_kafka / 1024:.1f} MiB")
+print(f"ratio (Kafka sink / file sink throughput):     {(produced / t_kafka) / (delivered / t_spill):.2f}")
+latencies = []
+with open(tsv) as f:
+    for line in f:
+        created, value = line.rstrip("\n").split("\t", 1)
+        commit = json.loads(value)["commit_time"]
+        committed = datetime.datetime.fromisoformat(commit.replace("Z", "+00:00")).timestamp() * 1000
+        if committed >= live_start:  # the backlog drained above: its age is not latency
+            latencies.append(int(created) - committed)
+if latencies:
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+    print(f"live commit→produce latency over {len(latencies)} records: p50 {pick(0.5):.0f} ms, p99 {pick(0.99):.0f} ms")
 PY

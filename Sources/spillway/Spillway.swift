@@ -216,11 +216,14 @@ struct Demo: AsyncParsableCommand {
         abstract: "Start a throwaway PostgreSQL, capture a few changes of a products table, print them, and clean up.")
     @Flag(help: "Leave the throwaway cluster running (its URL is printed).")
     var keepCluster = false
+    @Option(help: "A YAML config whose sinks replace the demo's standard-output sink (its database and source are not used).")
+    var config: String?
 
     func run() async throws {
         try await reportingErrors {
             let logger = makeLogger(LogConfig(level: .warning))
-            try await SpillwayApp.Demo.run(logger: logger, keepCluster: keepCluster)
+            let sinks = try config.map { try ConfigLoader.load(path: $0).sinks }
+            try await SpillwayApp.Demo.run(logger: logger, keepCluster: keepCluster, sinks: sinks)
         }
     }
 }

@@ -17,9 +17,7 @@ struct CommandLineTests {
         for batch in 0..<40 {
             try await app.execute("INSERT INTO products SELECT g, 'p' || g FROM generate_series(\(batch * 50 + 1), \(batch * 50 + 50)) g")
             if batch == 10 {
-                // A SIGTERM before the signal handlers are installed kills the process (exit 143): under a
-                // loaded CI machine start-up can take longer than ten batches, so wait until it reads.
-                for _ in 0..<200 where !runner.stderr.contains("reading") { try await Task.sleep(for: .milliseconds(50)) }
+                try await runner.waitForLog("reading")
                 runner.signal(SIGTERM)
                 #expect(try await runner.wait() == 0, "graceful stop exits 0: \(runner.stderr)")
                 runner = try SpillwayProcess(["run", "--config", configPath])
@@ -31,6 +29,7 @@ struct CommandLineTests {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
+        try await runner.waitForLog("reading")
         runner.signal(SIGINT)
         #expect(try await runner.wait() == 0)
         #expect(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
@@ -38,6 +37,28 @@ struct CommandLineTests {
         #expect(ids == Set((1...2000).map(String.init)))
         await app.close()
         await db.drop()
+    }
+
+    @Test("`spillway demo` starts its own cluster, shows both sources, and cleans up; --config redirects its events")
+    func demo() async throws {
+        let sink = tempPath("demo.jsonl")
+        let config = tempPath("demo.yaml")
+        try """
+            database: {url: "postgres://unused@127.0.0.1:1/unused"}
+            source: {tables: [public.products]}
+            sinks: [{name: file, kind: file, path: "\(sink)"}]
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let run = try await SpillwayProcess.run(["demo", "--config", config], timeout: .seconds(120))
+        #expect(run.code == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("# cluster stopped and removed"))
+        let events = try readEvents(sink)
+        // Seven changes through audit_log, then the same seven and an outbox message through replication.
+        #expect(events.count == 15)
+        #expect(events.prefix(7).map(\.op) == [.insert, .insert, .insert, .update, .delete, .insert, .insert])
+        #expect(events.last?.op == .message && events.last?.message?.prefix == "orders")
+        let names = events.prefix(7).compactMap { $0.after?["name"]?.stringValue }
+        #expect(names.last == "A: inserted first, committed last", "the late commit comes last")
+        #expect(!FileManager.default.fileExists(atPath: run.stdout.split(separator: " ").first { $0.hasPrefix("/tmp/spillway-demo-") }.map(String.init) ?? "/nonexistent"))
     }
 
     @Test("a second runner of the same consumer is refused")
@@ -48,7 +69,7 @@ struct CommandLineTests {
         let (configPath, _) = try db.writeConfig()
         #expect(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
         let first = try SpillwayProcess(["run", "--config", configPath])
-        try await Task.sleep(for: .seconds(1))
+        try await first.waitForLog("reading")
         let second = try await SpillwayProcess.run(["run", "--config", configPath])
         #expect(second.code == 1)
         #expect(second.stderr.contains("already running"))
@@ -98,7 +119,7 @@ struct CommandLineTests {
 
         // `run` keeps retrying an unreachable database instead of exiting, and stops cleanly on SIGTERM.
         let retrying = try SpillwayProcess(["run", "--config", unreachable])
-        try await Task.sleep(for: .seconds(2))
+        try await retrying.waitForLog("reconnecting")
         #expect(retrying.process.isRunning)
         retrying.signal(SIGTERM)
         #expect(try await retrying.wait() == 0)

@@ -63,6 +63,7 @@ struct ConcurrentWritersTests {
         if pgbench.isRunning { kill(pgbench.processIdentifier, SIGKILL) }
         let benchOutput = (try? String(contentsOfFile: benchLog, encoding: .utf8)) ?? ""
         try #require(pgbench.terminationStatus == 0, "pgbench failed: \(benchOutput)")
+        try await runner.waitForLog("reading")
         runner.signal(SIGTERM)
         #expect(try await runner.wait() == 0, "SIGTERM ends `run` with exit 0: \(runner.stderr)")
         let drain = try await SpillwayProcess.run(["run", "--once", "--config", configPath])

@@ -203,6 +203,7 @@ struct ReplicationTests {
             if status.stdout.contains("\"events_total\":203") || (try? readEvents(sink).count) ?? 0 >= 203_000 { break }
             try await Task.sleep(for: .milliseconds(300))
         }
+        try await runner.waitForLog("replication started")
         runner.signal(SIGTERM)
         #expect(try await runner.wait() == 0)
         let events = try readEvents(sink)
@@ -222,6 +223,7 @@ struct ReplicationTests {
         let (configPath, _) = try db.writeConfig(consumer: "wal", kind: "replication", extraSource: "  heartbeat: 500ms")
         #expect(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
         let runner = try SpillwayProcess(["run", "--config", configPath])
+        try await runner.waitForLog("replication started")
         for _ in 0..<8 {
             try await app.execute("INSERT INTO noise (payload) SELECT repeat(md5(random()::text), 20) FROM generate_series(1, 10000)")
         }

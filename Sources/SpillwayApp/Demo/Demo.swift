@@ -12,12 +12,13 @@ public enum Demo {
         bytes.withUnsafeBytes { _ = write(STDOUT_FILENO, $0.baseAddress, $0.count) }
     }
 
-    public static func run(logger: Logger, keepCluster: Bool = false) async throws {
+    /// `sinks` replaces the demo's standard-output sink (`spillway demo --config FILE` takes the file's sinks).
+    public static func run(logger: Logger, keepCluster: Bool = false, sinks: [SinkConfig]? = nil) async throws {
         let cluster = try ThrowawayCluster()
         say("# starting a throwaway PostgreSQL cluster in \(cluster.directory.path) on port \(cluster.port)")
         try cluster.start()
         do {
-            try await exercise(cluster: cluster, logger: logger)
+            try await exercise(cluster: cluster, logger: logger, sinks: sinks)
         } catch {
             if !keepCluster { cluster.stop() }
             throw error
@@ -44,8 +45,9 @@ public enum Demo {
             path: "-"
         """
 
-    private static func exercise(cluster: ThrowawayCluster, logger: Logger) async throws {
-        let config = try SpillwayConfig.parse(yaml: config, environment: ["SPILLWAY_DATABASE_URL": cluster.url])
+    private static func exercise(cluster: ThrowawayCluster, logger: Logger, sinks configuredSinks: [SinkConfig]?) async throws {
+        var config = try SpillwayConfig.parse(yaml: config, environment: ["SPILLWAY_DATABASE_URL": cluster.url])
+        if let configuredSinks { config.sinks = configuredSinks }
         let app = try await PostgresConnection.connect(url: cluster.url, applicationName: "demo-app")
         let other = try await PostgresConnection.connect(url: cluster.url, applicationName: "demo-app-2")
         try await app.execute("""
@@ -57,7 +59,8 @@ public enum Demo {
         say("# spillway install: audit table created=\(report.createdAuditTable), triggers on \(report.triggeredTables.map(\.description))")
         let walYAML = Self.config.replacingOccurrences(of: "consumer: demo", with: "consumer: demo-wal")
             .replacingOccurrences(of: "kind: audit_log", with: "kind: replication")
-        let walConfig = try SpillwayConfig.parse(yaml: walYAML, environment: ["SPILLWAY_DATABASE_URL": cluster.url])
+        var walConfig = try SpillwayConfig.parse(yaml: walYAML, environment: ["SPILLWAY_DATABASE_URL": cluster.url])
+        walConfig.sinks = config.sinks
         _ = try await ReplicationInstaller(config: walConfig, logger: logger).install(on: app)
         say("# spillway install (a second consumer, source.kind: replication): publication and slot \(walConfig.source.replication.slot)")
 

@@ -49,19 +49,7 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
     }
 
     private func runConnected() async throws {
-        let control = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-checkpoint")
-        do {
-            let lock = try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])
-            guard lock.first?[0] == "t" else {
-                throw FatalError("consumer '\(config.consumer)' is already running elsewhere (it holds its advisory lock). "
-                    + "Stop the other `spillway run`, or give this one another `consumer:` name")
-            }
-            guard try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: control),
-                  let record = try await checkpoints.load(consumer: config.consumer, on: control)
-            else {
-                throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed in schema '\(config.schema)'",
-                                  fix: "run `spillway install --config FILE` first")
-            }
+        try await withConsumerSession(config) { control, record in
             let reader = try await AuditLogReader.open(config: config, logger: logger)
             do {
                 try await stream(from: reader, startingAt: record, control: control)
@@ -70,11 +58,7 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
                 throw error
             }
             await reader.close()
-        } catch {
-            await control.close()
-            throw error
         }
-        await control.close()
     }
 
     private func stream(from reader: AuditLogReader, startingAt record: CheckpointRecord,
@@ -134,4 +118,29 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
             if try await reader.waitForCommits(timeout: min(.milliseconds(250), deadline - clock.now)) { return }
         }
     }
+}
+
+/// Opens the consumer's control connection, takes its advisory lock (one runner per consumer) and loads its
+/// checkpoint, runs `body`, and closes the connection (the lock goes with it) however `body` ends.
+func withConsumerSession(_ config: SpillwayConfig,
+                         _ body: (PostgresConnection, CheckpointRecord) async throws -> Void) async throws {
+    let control = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-checkpoint")
+    do {
+        let lock = try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])
+        guard lock.first?[0] == "t" else {
+            throw FatalError("consumer '\(config.consumer)' is already running elsewhere (it holds its advisory lock). "
+                + "Stop the other `spillway run`, or give this one another `consumer:` name")
+        }
+        guard try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: control),
+              let record = try await CheckpointStore(schema: config.schema).load(consumer: config.consumer, on: control)
+        else {
+            throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed in schema '\(config.schema)'",
+                              fix: "run `spillway install --config FILE` first")
+        }
+        try await body(control, record)
+    } catch {
+        await control.close()
+        throw error
+    }
+    await control.close()
 }

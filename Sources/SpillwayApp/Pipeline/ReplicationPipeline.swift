@@ -32,19 +32,7 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
     }
 
     private func runConnected() async throws {
-        let control = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-checkpoint")
-        do {
-            let lock = try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])
-            guard lock.first?[0] == "t" else {
-                throw FatalError("consumer '\(config.consumer)' is already running elsewhere (it holds its advisory lock). "
-                    + "Stop the other `spillway run`, or give this one another `consumer:` name")
-            }
-            guard try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: control),
-                  let record = try await checkpoints.load(consumer: config.consumer, on: control)
-            else {
-                throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed in schema '\(config.schema)'",
-                                  fix: "run `spillway install --config FILE` first")
-            }
+        try await withConsumerSession(config) { control, record in
             let reader = try await ReplicationReader.open(config: config, from: record.replicationPosition, logger: logger)
             do {
                 try await stream(from: reader, startingAt: record.replicationPosition, control: control)
@@ -53,11 +41,7 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
                 throw error
             }
             await reader.close()
-        } catch {
-            await control.close()
-            throw error
         }
-        await control.close()
     }
 
     private func stream(from reader: ReplicationReader, startingAt start: ReplicationPosition,
@@ -73,8 +57,12 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
         var target: LSN?
         if options.once { target = try await emitHeartbeat(on: control) }
 
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            let batch = try await reader.next(maximum: config.source.batchSize, wait: .milliseconds(250))
+        // One batch is read ahead while the current one is delivered: decoding overlaps the sinks' round
+        // trips. Batches still reach the sinks strictly in order, and the checkpoint follows delivery.
+        let maximum = config.source.batchSize
+        var upcoming: ReplicationBatch? = try await reader.next(maximum: maximum, wait: .milliseconds(250))
+        while let batch = upcoming, !Task.isShuttingDownGracefully, !Task.isCancelled {
+            async let readAhead = reader.next(maximum: maximum, wait: .milliseconds(250))
             if !batch.events.isEmpty {
                 try await fanout.deliver(batch.events) { [checkpoints, config] message in
                     await checkpoints.recordError(consumer: config.consumer, message: message, on: control)
@@ -100,10 +88,13 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
                 _ = try await emitHeartbeat(on: control)
                 lastHeartbeat = clock.now
             }
-            // Everything up to the marker is delivered (the position is saved right after the loop).
-            if let target, batch.events.isEmpty, position.index == nil, position.commitLSN >= target, !reader.isInTransaction {
+            let next = try await readAhead
+            // Everything up to the marker is delivered (the position is saved right after the loop). What was
+            // read ahead is neither saved nor confirmed, so the slot sends it again next time.
+            if let target, batch.events.isEmpty, position.index == nil, position.commitLSN >= target {
                 break
             }
+            upcoming = next
         }
         if position != savedPosition {
             try await checkpoints.save(consumer: config.consumer, position: position, lastEventPosition: nil, deliveredEvents: 0, on: control)

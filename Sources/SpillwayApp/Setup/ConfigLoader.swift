@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import SpillwayCore
+import SpillwayKafka
 import SpillwaySinks
 import SpillwayWebhook
 
@@ -15,7 +16,9 @@ public enum ConfigLoader {
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigError(key: "--config", problem: "\(path) is not UTF-8 text", fix: "save it as UTF-8")
         }
-        return try SpillwayConfig.parse(yaml: text, environment: ProcessInfo.processInfo.environment)
+        let config = try SpillwayConfig.parse(yaml: text, environment: ProcessInfo.processInfo.environment)
+        try SinkFactory.validate(config)
+        return config
     }
 }
 
@@ -24,15 +27,23 @@ public enum SinkFactory {
     public static func makeRoutes(_ config: SpillwayConfig) async throws -> [Fanout.Route] {
         var routes: [Fanout.Route] = []
         do {
-            for sink in config.sinks {
+            for (index, sink) in config.sinks.enumerated() {
                 switch sink.settings {
                 case .file(let settings):
                     routes.append(Fanout.Route(sink: try FileSink(name: sink.name, settings: settings), filter: sink.filter))
                 case .webhook(let settings):
                     let webhook = WebhookSink(name: sink.name, settings: settings, databaseURL: config.database.url,
-                                              schema: config.schema, logger: Logger(label: "spillway"))
+                                              schema: config.schema, logger: Logger(label: "spillway.webhook"))
                     await webhook.start()
                     routes.append(Fanout.Route(sink: webhook, filter: sink.filter))
+                case .kafka(let settings):
+                    var logger = Logger(label: "spillway.kafka")
+                    logger[metadataKey: LogKey.sink] = "\(sink.name)"
+                    do {
+                        routes.append(Fanout.Route(sink: try KafkaSink(name: sink.name, settings: settings, logger: logger), filter: sink.filter))
+                    } catch {
+                        throw configError(error, sink: index)
+                    }
                 }
             }
         } catch {
@@ -40,6 +51,31 @@ public enum SinkFactory {
             throw error
         }
         return routes
+    }
+
+    /// Checks what the config parser cannot see: that librdkafka knows and accepts each Kafka property.
+    /// Connects nowhere, so every command can call it.
+    public static func validate(_ config: SpillwayConfig) throws(ConfigError) {
+        for (index, sink) in config.sinks.enumerated() {
+            guard case .kafka(let settings) = sink.settings else { continue }
+            do {
+                try KafkaSink.validate(settings)
+            } catch {
+                throw configError(error, sink: index)
+            }
+        }
+    }
+
+    /// A Kafka property error as a config error naming its key, e.g. `sinks[0].properties.linger.ms`.
+    private static func configError(_ error: KafkaSinkError, sink index: Int) -> ConfigError {
+        let key: String
+        switch error.property {
+        case "bootstrap.servers": key = "sinks[\(index)].brokers"
+        case "message.timeout.ms": key = "sinks[\(index)].timeout"
+        case let property?: key = "sinks[\(index)].properties.\(property)"
+        case nil: key = "sinks[\(index)].properties"
+        }
+        return ConfigError(key: key, problem: error.problem, fix: error.fix)
     }
 }
 

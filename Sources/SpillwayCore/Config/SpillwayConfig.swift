@@ -96,6 +96,7 @@ public struct SinkConfig: Sendable {
     public enum Settings: Sendable {
         case file(FileSinkSettings)
         case webhook(WebhookSinkSettings)
+        case kafka(KafkaSinkSettings)
     }
 
     /// Unique among the sinks; names the sink in logs, metrics and status.
@@ -113,6 +114,7 @@ public struct SinkConfig: Sendable {
         switch settings {
         case .file: return "file"
         case .webhook: return "webhook"
+        case .kafka: return "kafka"
         }
     }
 }
@@ -201,7 +203,7 @@ extension SpillwayConfig {
         }
         var sinks: [SinkConfig] = []
         for var reader in sinkReaders {
-            let sink = try parseSink(&reader, environment: environment)
+            let sink = try parseSink(&reader, consumer: consumer, source: source, environment: environment)
             try reader.rejectUnknownKeys()
             if sinks.contains(where: { $0.name == sink.name }) {
                 throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
@@ -260,9 +262,10 @@ extension SpillwayConfig {
         return source
     }
 
-    private static func parseSink(_ r: inout ConfigReader, environment: [String: String]) throws(ConfigError) -> SinkConfig {
+    private static func parseSink(_ r: inout ConfigReader, consumer: String, source: SourceConfig,
+                                  environment: [String: String]) throws(ConfigError) -> SinkConfig {
         let name = try r.string("name", fix: "give the sink a name, e.g. `name: out`")
-        let kind = try r.string("kind", fix: "set kind: file or webhook")
+        let kind = try r.string("kind", fix: "set kind: file, kafka or webhook")
         var filter = EventFilter()
         if let tables = try r.stringList("tables") {
             for (index, text) in tables.enumerated() {
@@ -285,8 +288,12 @@ extension SpillwayConfig {
             return SinkConfig(name: name, filter: filter, settings: .file(FileSinkSettings(path: path, fsync: fsync)))
         case "webhook":
             return SinkConfig(name: name, filter: filter, settings: .webhook(try WebhookSinkSettings.parse(&r, environment: environment)))
+        case "kafka":
+            let tables = filter.tables.isEmpty ? source.tables : source.tables.filter(filter.tables.contains)
+            return SinkConfig(name: name, filter: filter,
+                              settings: .kafka(try KafkaSinkSettings.parse(&r, consumer: consumer, tables: tables)))
         default:
-            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file or webhook")
+            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file, kafka or webhook")
         }
     }
 }

@@ -67,7 +67,7 @@ public struct PGTimestamp: RawRepresentable, Comparable, Hashable, Sendable, Cus
     /// Proleptic Gregorian date of a day count, after Howard Hinnant's `civil_from_days`:
     /// shifting the year to start in March puts the leap day last, so each 400-year era
     /// has a fixed layout.
-    private static func civilDate(daysSince1970: Int64) -> (year: Int64, month: Int64, day: Int64) {
+    static func civilDate(daysSince1970: Int64) -> (year: Int64, month: Int64, day: Int64) {
         let shifted = daysSince1970 + 719_468  // days since 0000-03-01
         let era = floorDivide(shifted, 146_097).quotient
         let dayOfEra = shifted - era * 146_097

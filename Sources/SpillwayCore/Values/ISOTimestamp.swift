@@ -64,15 +64,7 @@ public enum ISOTimestamp {
 
     /// Microseconds since 2000-01-01 00:00:00 UTC (PostgreSQL's epoch, as in pgoutput) → ISO 8601 UTC.
     public static func utc(postgresMicroseconds micros: Int64) -> String {
-        let perDay: Int64 = 86_400_000_000
-        var days = micros / perDay
-        var rest = micros % perDay
-        if rest < 0 { rest += perDay; days -= 1 }
-        let (y, m, d) = civilFromDays(Int(days) + daysFromCivil(year: 2000, month: 1, day: 1))
-        let seconds = Int(rest / 1_000_000)
-        let fraction = Int(rest % 1_000_000)
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(seconds / 3600, 2)):\(pad(seconds % 3600 / 60, 2)):"
-            + "\(pad(seconds % 60, 2)).\(pad(fraction, 6))Z"
+        PGTimestamp(microsecondsSince2000: micros).iso8601
     }
 
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
@@ -104,14 +96,7 @@ public enum ISOTimestamp {
     }
 
     static func civilFromDays(_ days: Int) -> (Int, Int, Int) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+        let date = PGTimestamp.civilDate(daysSince1970: Int64(days))
+        return (Int(date.year), Int(date.month), Int(date.day))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import SpillwayCore
 
@@ -18,7 +19,8 @@ public struct ReplicationBatch: Sendable {
 /// (`PGOutputDecoder`, `ReplicationEventBuilder`), skips what the checkpoint says was acknowledged, and
 /// sends standby status updates that confirm only what was checkpointed.
 public final class ReplicationReader: @unchecked Sendable {
-    // @unchecked Sendable: used by one task at a time (the pipeline's loop); connections serialise I/O.
+    // @unchecked Sendable: `next` runs in one task at a time (the pipeline reads one batch ahead, never two);
+    // `confirm` may overlap it and touches only the Mutex and the connection, whose queue serialises I/O.
     private let config: SpillwayConfig
     private let stream: PostgresConnection
     private let catalog: PostgresConnection
@@ -28,8 +30,9 @@ public final class ReplicationReader: @unchecked Sendable {
     private let acknowledged: ReplicationPosition
     /// The newest position the server told us about (keepalives, data).
     public private(set) var serverWALEnd: LSN = .zero
-    /// What was last confirmed to the server.
-    public private(set) var confirmedFlush: LSN
+    /// What was last confirmed to the server. A Mutex: the pipeline confirms while the next batch is read.
+    private let confirmed: Mutex<LSN>
+    public var confirmedFlush: LSN { confirmed.withLock { $0 } }
 
     public static func open(config: SpillwayConfig, from position: ReplicationPosition, logger: Logger) async throws -> ReplicationReader {
         let catalog = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-catalog")
@@ -57,7 +60,7 @@ public final class ReplicationReader: @unchecked Sendable {
         self.catalog = catalog
         self.logger = logger
         self.acknowledged = position
-        self.confirmedFlush = position.index == nil ? position.commitLSN : .zero
+        self.confirmed = Mutex(position.index == nil ? position.commitLSN : .zero)
         let settings = config.source.replication
         builder = ReplicationEventBuilder(options: .init(tenantColumns: settings.tenantColumns,
                                                          defaultTenantColumn: settings.tenantColumn,
@@ -169,8 +172,11 @@ public final class ReplicationReader: @unchecked Sendable {
 
     /// Tells the server everything up to `flush` is safe: it may recycle that WAL and will not resend it.
     public func confirm(flush: LSN) async throws {
-        confirmedFlush = max(confirmedFlush, flush)
-        try await sendStatus(flush: confirmedFlush)
+        let flush = confirmed.withLock { value in
+            value = max(value, flush)
+            return value
+        }
+        try await sendStatus(flush: flush)
     }
 
     private func sendStatus(flush: LSN) async throws {

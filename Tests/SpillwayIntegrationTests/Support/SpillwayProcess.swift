@@ -45,6 +45,20 @@ final class SpillwayProcess: @unchecked Sendable {
         return process.terminationStatus
     }
 
+    /// Waits until standard error contains `text` (e.g. the "reading" log line: signal handlers are then
+    /// installed), at most `timeout`.
+    func waitForLog(_ text: String, timeout: Duration = .seconds(30)) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while !stderr.contains(text) {
+            guard clock.now < deadline, process.isRunning else {
+                Issue.record("spillway never logged '\(text)'; stderr: \(stderr)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+    }
+
     var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 

@@ -81,50 +81,40 @@ struct TestDatabase: Sendable {
         return String(url[..<scheme.upperBound]) + rest[..<authorityEnd] + "/" + name + query
     }
 
+    /// The YAML of a one-file-sink config for this database.
+    func yaml(tables: [String], consumer: String, kind: String, sinkPath: String, extraSource: String) -> String {
+        """
+        database:
+          url: \(url)
+        consumer: \(consumer)
+        source:
+          kind: \(kind)
+          tables: [\(tables.joined(separator: ", "))]
+          poll_interval: 100ms
+          slot: \(slotName(consumer: consumer))
+        \(extraSource)
+        sinks:
+          - name: out
+            kind: file
+            path: \(sinkPath)
+        """
+    }
+
     /// A config file for this database, in a fresh temp dir; returns its path and the JSONL sink's path.
     func writeConfig(tables: [String] = ["public.products"], consumer: String = "tests", kind: String = "audit_log",
                      extraSource: String = "", sinkPath: String? = nil, directory: URL? = nil) throws -> (config: String, sink: String) {
         let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("spillway-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let sink = sinkPath ?? dir.appendingPathComponent("\(consumer).jsonl").path
-        let yaml = """
-            database:
-              url: \(url)
-            consumer: \(consumer)
-            source:
-              kind: \(kind)
-              tables: [\(tables.joined(separator: ", "))]
-              poll_interval: 100ms
-              slot: \(slotName(consumer: consumer))
-            \(extraSource)
-            sinks:
-              - name: out
-                kind: file
-                path: \(sink)
-            """
         let path = dir.appendingPathComponent("\(consumer).yaml").path
-        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        try yaml(tables: tables, consumer: consumer, kind: kind, sinkPath: sink, extraSource: extraSource)
+            .write(toFile: path, atomically: true, encoding: .utf8)
         return (path, sink)
     }
 
     func config(tables: [String] = ["public.products"], consumer: String = "tests", kind: String = "audit_log", sinkPath: String,
                 extraSource: String = "") throws -> SpillwayConfig {
-        let yaml = """
-            database:
-              url: \(url)
-            consumer: \(consumer)
-            source:
-              kind: \(kind)
-              tables: [\(tables.joined(separator: ", "))]
-              poll_interval: 100ms
-              slot: \(slotName(consumer: consumer))
-            \(extraSource)
-            sinks:
-              - name: out
-                kind: file
-                path: \(sinkPath)
-            """
-        return try SpillwayConfig.parse(yaml: yaml)
+        try SpillwayConfig.parse(yaml: yaml(tables: tables, consumer: consumer, kind: kind, sinkPath: sinkPath, extraSource: extraSource))
     }
 }
 

@@ -1,0 +1,117 @@
+/// Settings of a `kind: kafka` sink (see README, "Kafka sink").
+public struct KafkaSinkSettings: Sendable {
+    /// The bootstrap brokers, `host:port` each. Required.
+    public var brokers: [String]
+    /// What `{prefix}` renders as. Default: the consumer name.
+    public var prefix: String
+    /// The topic of every table without an override. Default: `{prefix}.{schema}.{table}`.
+    public var topic: TopicTemplate
+    /// Per-table topics (templates allowed), overriding `topic`. Default: none.
+    public var topics: [QualifiedName: TopicTemplate]
+    /// After a delete, also send a null-value message with the same key, so log compaction can drop the
+    /// row. Default: false.
+    public var tombstones: Bool
+    /// librdkafka properties passed through (TLS, SASL, batching, ...). Values may be secrets and are
+    /// never logged. `enable.idempotence=true` and `acks=all` are always set. Default: none.
+    public var properties: [String: String]
+    /// How long a message may wait for the cluster's acknowledgement before its batch fails and is
+    /// retried (librdkafka's `message.timeout.ms`). Default: 30s.
+    public var timeout: Duration
+
+    public init(brokers: [String], prefix: String, topic: TopicTemplate = .standard, topics: [QualifiedName: TopicTemplate] = [:],
+                tombstones: Bool = false, properties: [String: String] = [:], timeout: Duration = .seconds(30)) {
+        self.brokers = brokers
+        self.prefix = prefix
+        self.topic = topic
+        self.topics = topics
+        self.tombstones = tombstones
+        self.properties = properties
+        self.timeout = timeout
+    }
+
+    /// The template for events of `schema.table`.
+    public func template(schema: String, table: String) -> TopicTemplate {
+        topics.isEmpty ? topic : topics[QualifiedName(schema: schema, name: table)] ?? topic
+    }
+
+    /// Properties the sink sets from its own keys; setting them under `properties` is an error.
+    static let ownedProperties: [String: String] = [
+        "bootstrap.servers": "brokers", "metadata.broker.list": "brokers", "message.timeout.ms": "timeout",
+        "delivery.timeout.ms": "timeout",
+    ]
+}
+
+extension KafkaSinkSettings {
+    /// Reads a kafka sink's own keys. `consumer` is the default prefix; `tables` are the tables this sink
+    /// can receive (a per-table topic for any other table is a typo).
+    static func parse(_ r: inout ConfigReader, consumer: String, tables: [QualifiedName]) throws(ConfigError) -> KafkaSinkSettings {
+        guard let brokerList = try r.stringList("brokers"), !brokerList.isEmpty else {
+            throw ConfigError(key: r.keyPath("brokers"), problem: "is required",
+                              fix: "list the bootstrap brokers, e.g. `brokers: [kafka-1:9092, kafka-2:9092]`")
+        }
+        var brokers: [String] = []
+        for (index, entry) in brokerList.enumerated() {
+            for broker in entry.split(separator: ",", omittingEmptySubsequences: false).map({ String($0).trimmingCharacters(in: " ") }) {
+                guard !broker.isEmpty, !broker.contains(where: { $0.isWhitespace }) else {
+                    throw ConfigError(key: "\(r.keyPath("brokers"))[\(index)]", problem: "'\(entry)' is not a broker address",
+                                      fix: "write host:port, e.g. kafka-1:9092")
+                }
+                brokers.append(broker)
+            }
+        }
+
+        let prefix: String
+        if let text = try r.optionalString("prefix") {
+            if let problem = TopicName.problem(text) {
+                throw ConfigError(key: r.keyPath("prefix"), problem: "'\(text)' \(problem)",
+                                  fix: "use ASCII letters, digits, '.', '_' and '-'")
+            }
+            prefix = text
+        } else {
+            prefix = TopicName.sanitized(consumer)
+        }
+
+        var topic = TopicTemplate.standard
+        let isTopicSet = r.has("topic")  // `topic:` with no value is an empty template, not the default
+        let topicText = try r.optionalString("topic")
+        if isTopicSet { topic = try template(topicText ?? "", key: r.keyPath("topic")) }
+        var topics: [QualifiedName: TopicTemplate] = [:]
+        for (name, text) in try r.stringMap("topics") ?? [] {
+            let key = "\(r.keyPath("topics")).\(name)"
+            guard let table = QualifiedName(parsing: name) else {
+                throw ConfigError(key: key, problem: "'\(name)' is not a table name", fix: "write schema.table, e.g. public.products")
+            }
+            guard tables.contains(table) else {
+                throw ConfigError(key: key, problem: "\(table) is not a table this sink receives",
+                                  fix: "use one of \(tables.map(\.description).joined(separator: ", ")), or remove the entry")
+            }
+            topics[table] = try template(text, key: key)
+        }
+
+        let tombstones = try r.bool("tombstones", default: false)
+
+        var properties: [String: String] = [:]
+        for (name, value) in try r.stringMap("properties") ?? [] {
+            if let owner = ownedProperties[name] {
+                throw ConfigError(key: "\(r.keyPath("properties")).\(name)", problem: "is set by the sink's own key '\(owner)'",
+                                  fix: "remove it from properties and set `\(owner)` instead")
+            }
+            properties[name] = value
+        }
+
+        let timeout = try r.duration("timeout", default: .seconds(30))
+        guard timeout >= .milliseconds(100), timeout <= .seconds(86_400) else {
+            throw ConfigError(key: r.keyPath("timeout"), problem: "must be between 100ms and 24h", fix: "use e.g. 30s")
+        }
+        return KafkaSinkSettings(brokers: brokers, prefix: prefix, topic: topic, topics: topics, tombstones: tombstones,
+                                 properties: properties, timeout: timeout)
+    }
+
+    private static func template(_ text: String, key: String) throws(ConfigError) -> TopicTemplate {
+        do {
+            return try TopicTemplate(text)
+        } catch {
+            throw ConfigError(key: key, problem: error.problem, fix: error.fix)
+        }
+    }
+}

@@ -1,0 +1,471 @@
+import CRdKafka
+import Dispatch
+import Logging
+import Synchronization
+
+/// An idempotent Kafka producer for at-least-once delivery, backed by librdkafka.
+///
+/// Delivery reports are served by a dedicated poll loop on its own `DispatchQueue`; enqueueing
+/// (which may wait for room in librdkafka's queue) and flushing run on another serial queue,
+/// so nothing here blocks Swift's cooperative thread pool. Call `close(timeout:)` before
+/// dropping the client so outstanding messages are delivered.
+public final class KafkaProducerClient: @unchecked Sendable {
+    // @unchecked Sendable: librdkafka documents rd_kafka_produceva, rd_kafka_poll and
+    // rd_kafka_flush as thread-safe on one handle; the Swift state that changes lives in an
+    // Atomic (`isClosed`) or a Mutex (the tracker), and the handle is destroyed only in deinit,
+    // when no other reference to the client exists.
+    private let handle: Handle
+    private let context: CallbackContext  // the conf opaque: must outlive `handle`
+    private let pollLoop: PollLoop
+    private let workQueue = DispatchQueue(label: "spillway.kafka.produce")
+    private let isClosed = Atomic(false)
+    private let logger: Logger
+
+    /// Creates a producer from librdkafka properties (see librdkafka's CONFIGURATION.md).
+    ///
+    /// Forced: `enable.idempotence=true` and `acks=all`; setting either to something weaker
+    /// throws. Default: `partitioner=murmur2_random` (the Java client's). All other librdkafka
+    /// defaults apply, e.g. `message.timeout.ms=300000`, which bounds how long `send` waits.
+    /// Values of properties whose names contain "password", "secret", "sasl" or "ssl.key"
+    /// never appear in errors.
+    public init(properties: [String: String], logger: Logger = Logger(label: "spillway.kafka")) throws(KafkaSinkError) {
+        self.logger = logger
+        let context = CallbackContext(logger: logger, properties: properties)
+        self.context = context
+
+        let conf = try Self.makeConf(properties)
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
+        rd_kafka_conf_set_dr_msg_cb(conf) { kafka, message, opaque in
+            guard let message, let opaque else { return }
+            Unmanaged<CallbackContext>.fromOpaque(opaque).takeUnretainedValue().deliveryReport(message.pointee, kafka: kafka)
+        }
+        rd_kafka_conf_set_error_cb(conf) { kafka, code, reason, opaque in
+            guard let opaque else { return }
+            Unmanaged<CallbackContext>.fromOpaque(opaque).takeUnretainedValue()
+                .clientError(kafka, code: code, reason: reason.map { String(cString: $0) } ?? "")
+        }
+        rd_kafka_conf_set_log_cb(conf) { kafka, level, facility, message in
+            guard let kafka, let opaque = rd_kafka_opaque(kafka) else { return }
+            Unmanaged<CallbackContext>.fromOpaque(opaque).takeUnretainedValue().log(
+                level: level, facility: facility.map { String(cString: $0) } ?? "",
+                message: message.map { String(cString: $0) } ?? "")
+        }
+
+        // rd_kafka_new takes ownership of conf only when it succeeds.
+        let (created, message) = withErrorBuffer { rd_kafka_new(RD_KAFKA_PRODUCER, conf, $0, $1) }
+        guard let created else {
+            rd_kafka_conf_destroy(conf)
+            throw .creation(message, properties: properties)
+        }
+        handle = Handle(created)
+        pollLoop = PollLoop(handle: handle)
+    }
+
+    /// Checks `properties` the way `init` would (names, values, the forced pair, and the checks
+    /// rd_kafka_new makes across properties and on TLS files) without connecting anywhere: the
+    /// trial producer is created without `bootstrap.servers` and destroyed at once.
+    public static func validate(properties: [String: String]) throws(KafkaSinkError) {
+        var offline = properties
+        offline.removeValue(forKey: "bootstrap.servers")
+        offline.removeValue(forKey: "metadata.broker.list")
+        let conf = try makeConf(offline)
+        // Without brokers librdkafka would warn about the missing bootstrap list; nothing else to say.
+        _ = withErrorBuffer { rd_kafka_conf_set(conf, "log_level", "0", $0, $1) }
+        let (created, message) = withErrorBuffer { rd_kafka_new(RD_KAFKA_PRODUCER, conf, $0, $1) }
+        guard let created else {
+            rd_kafka_conf_destroy(conf)
+            throw .creation(message, properties: properties)
+        }
+        rd_kafka_destroy(created)
+    }
+
+    /// A conf with every effective property set; the caller owns it.
+    private static func makeConf(_ properties: [String: String]) throws(KafkaSinkError) -> OpaquePointer {
+        let effective = try ProducerProperties.effective(properties)
+        let conf = rd_kafka_conf_new()!
+        for (name, value) in effective {
+            let (result, message) = withErrorBuffer { rd_kafka_conf_set(conf, name, value, $0, $1) }
+            guard result == RD_KAFKA_CONF_OK else {
+                rd_kafka_conf_destroy(conf)
+                let shown = ProducerProperties.isSensitive(name) ? "a value (hidden: it may be a secret)" : "'\(value)'"
+                throw KafkaSinkError(
+                    .invalidConfiguration,
+                    problem: "librdkafka rejected property '\(name)' set to \(shown): "
+                        + ProducerProperties.redact(message, values: properties),
+                    fix: result == RD_KAFKA_CONF_UNKNOWN
+                        ? "remove or correct '\(name)' in the Kafka properties; valid names are in librdkafka's CONFIGURATION.md"
+                        : "correct the value of '\(name)' in the Kafka properties (see librdkafka's CONFIGURATION.md)",
+                    property: name)
+            }
+        }
+        return conf
+    }
+
+    /// Whether the producer hit a fatal error (the idempotent producer's guarantees could not be kept);
+    /// it then fails every message, and a new producer is needed.
+    public var hasFatalError: Bool { rd_kafka_fatal_error(handle.raw, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR }
+
+    /// The most recent client-level error librdkafka reported (e.g. "Connect to ipv4#10.0.0.1:9092 failed:
+    /// Connection refused"), with secret property values removed; nil if there was none. Delivery errors
+    /// alone often say only "Message timed out"; this says why.
+    public var lastClientError: String? { context.lastClientError.withLock { $0 } }
+
+    deinit {
+        pollLoop.stopAndWait()
+        let outstanding = rd_kafka_outq_len(handle.raw)
+        if outstanding > 0 {
+            logger.warning(
+                "Kafka producer dropped with messages outstanding; they will not be delivered. Please call close().",
+                metadata: [LogKey.outstanding: "\(outstanding)"])
+        }
+        // Blocks until librdkafka's threads have stopped; no callback runs after it returns.
+        rd_kafka_destroy(handle.raw)
+        context.tracker.failAll(with: .closed())
+    }
+
+    /// Produces `messages` and waits until the cluster acknowledged every one of them.
+    ///
+    /// Returns where each message was stored, in the order given. Throws if any message
+    /// failed (the error names the first failure and how many failed); the whole batch can
+    /// then be retried, which may duplicate the messages that did get through. Messages are
+    /// enqueued in order, so records with the same key keep their order. Cancellation is
+    /// not honoured once messages are enqueued: they cannot be recalled, and the wait is
+    /// bounded by `message.timeout.ms`.
+    public func send(_ messages: [KafkaOutgoingMessage]) async throws(KafkaSinkError) -> [KafkaDeliveryResult] {
+        guard !messages.isEmpty else { return [] }
+        guard !isClosed.load(ordering: .acquiring) else { throw .closed() }
+        let outcomes = await withCheckedContinuation { continuation in
+            let tokens = context.tracker.register(count: messages.count, continuation: continuation)
+            workQueue.async { self.enqueue(messages, tokens: tokens) }
+        }
+        var delivered: [KafkaDeliveryResult] = []
+        delivered.reserveCapacity(outcomes.count)
+        var failures: [KafkaSinkError] = []
+        for (index, outcome) in outcomes.enumerated() {
+            switch outcome {
+            case .success(let result): delivered.append(result)
+            case .failure(let error): failures.append(error.atMessage(index))
+            }
+        }
+        guard let first = failures.first(where: { $0.code != .notEnqueued }) ?? failures.first else { return delivered }
+        throw messages.count == 1 ? first : first.first(of: failures.count, in: messages.count)
+    }
+
+    /// Produces one message and waits for its acknowledgement; see `send(_:)` for batches.
+    public func send(_ message: KafkaOutgoingMessage) async throws(KafkaSinkError) -> KafkaDeliveryResult {
+        try await send([message])[0]
+    }
+
+    /// Waits up to `timeout` for every outstanding message to be delivered or to fail.
+    /// Messages from `send` calls made meanwhile are enqueued after the flush ends.
+    public func flush(timeout: Duration) async throws(KafkaSinkError) {
+        let milliseconds = timeout.clampedMilliseconds
+        let code = await withCheckedContinuation { continuation in
+            workQueue.async { continuation.resume(returning: rd_kafka_flush(self.handle.raw, milliseconds)) }
+        }
+        guard code == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaSinkError(
+                .flushTimedOut,
+                problem: "\(rd_kafka_outq_len(handle.raw)) Kafka messages or requests were still outstanding after \(timeout)",
+                fix: "check that the brokers are reachable, or allow a longer shutdown timeout",
+                rdKafkaErrorName: errorName(code))
+        }
+    }
+
+    /// Stops accepting messages, flushes outstanding ones (up to `timeout`; default 30 s)
+    /// and stops the poll loop. Messages still outstanding after `timeout` are purged, their
+    /// `send` calls fail, and this throws. Calling it again does nothing.
+    public func close(timeout: Duration = .seconds(30)) async throws(KafkaSinkError) {
+        guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        var failure: KafkaSinkError?
+        do {
+            try await flush(timeout: timeout)
+        } catch {
+            failure = error
+            // Purged messages get delivery reports with _PURGE_* errors; serve them so no
+            // `send` keeps waiting.
+            _ = rd_kafka_purge(handle.raw, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
+            try? await flush(timeout: .seconds(5))
+        }
+        await pollLoop.stop()
+        // Nothing polls any more, so no delivery report can arrive for what is left.
+        context.tracker.failAll(with: .closed())
+        if let failure { throw failure }
+    }
+
+    // MARK: - Enqueueing (on workQueue)
+
+    private func enqueue(_ messages: [KafkaOutgoingMessage], tokens: Range<UInt>) {
+        // close() sets the flag before queueing its flush behind this block: a block that
+        // sees it set runs after that flush, so its messages would never be reported.
+        guard !isClosed.load(ordering: .acquiring) else {
+            for token in tokens { context.tracker.complete(token, with: .failure(.closed())) }
+            return
+        }
+        var index = 0
+        while index < messages.count {
+            let token = tokens.lowerBound + UInt(index)
+            let code = produce(messages[index], token: token)
+            switch code {
+            case RD_KAFKA_RESP_ERR_NO_ERROR:
+                index += 1
+            case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+                // Serving delivery reports frees room in librdkafka's queue; then retry. Keep the
+                // wait short: the poll loop may serve the report that frees room, and this call
+                // would then sleep for its whole timeout.
+                _ = rd_kafka_poll(handle.raw, 10)
+            default:
+                context.tracker.complete(
+                    token, with: .failure(.delivery(code, topic: messages[index].topic, kafka: handle.raw)))
+                // Stop here so a later message with the same key cannot overtake this one.
+                let skipped = KafkaSinkError(
+                    .notEnqueued,
+                    problem: "message not sent because an earlier message in its batch failed",
+                    fix: "fix the earlier failure and retry the batch")
+                for later in tokens.dropFirst(index + 1) { context.tracker.complete(later, with: .failure(skipped)) }
+                return
+            }
+        }
+    }
+
+    /// Hands one message to librdkafka, which copies key, value and headers.
+    private func produce(_ message: KafkaOutgoingMessage, token: UInt) -> rd_kafka_resp_err_t {
+        var headers: OpaquePointer?
+        if !message.headers.isEmpty {
+            headers = rd_kafka_headers_new(message.headers.count)
+            for header in message.headers {
+                _ = withBytes(header.value) { rd_kafka_header_add(headers, header.name, -1, $0, $1) }
+            }
+        }
+        let code = message.topic.withCString { topic in
+            withBytes(message.key) { key, keyLength in
+                withBytes(message.value) { value, valueLength in
+                    var fields: [rd_kafka_vu_t] = []
+                    fields.reserveCapacity(6)
+                    func field(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) {
+                        var field = rd_kafka_vu_t()
+                        field.vtype = type
+                        set(&field)
+                        fields.append(field)
+                    }
+                    field(RD_KAFKA_VTYPE_TOPIC) { $0.u.cstr = topic }
+                    field(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
+                    field(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = UnsafeMutableRawPointer(bitPattern: token) }
+                    if let key {
+                        field(RD_KAFKA_VTYPE_KEY) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key); $0.u.mem.size = keyLength }
+                    }
+                    if let value {  // no value field at all means a null value: a tombstone
+                        field(RD_KAFKA_VTYPE_VALUE) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value); $0.u.mem.size = valueLength }
+                    }
+                    if let headers { field(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers } }
+                    guard let error = rd_kafka_produceva(handle.raw, fields, fields.count) else { return RD_KAFKA_RESP_ERR_NO_ERROR }
+                    defer { rd_kafka_error_destroy(error) }
+                    return rd_kafka_error_code(error)
+                }
+            }
+        }
+        // librdkafka owns the headers only once the message is enqueued.
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR, let headers { rd_kafka_headers_destroy(headers) }
+        return code
+    }
+}
+
+// MARK: - Callbacks
+
+/// State the C callbacks reach through the conf opaque.
+private final class CallbackContext: Sendable {
+    let tracker = DeliveryTracker()
+    let logger: Logger
+    /// The user's properties, to redact secret values from librdkafka's messages.
+    let properties: [String: String]
+    let lastClientError = Mutex<String?>(nil)
+
+    init(logger: Logger, properties: [String: String]) {
+        self.logger = logger
+        self.properties = properties
+    }
+
+    func deliveryReport(_ message: rd_kafka_message_t, kafka: OpaquePointer?) {
+        let token = UInt(bitPattern: message._private)
+        let topic = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "?"
+        guard message.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            tracker.complete(token, with: .failure(.delivery(message.err, topic: topic, kafka: kafka)))
+            return
+        }
+        tracker.complete(token, with: .success(KafkaDeliveryResult(topic: topic, partition: message.partition, offset: message.offset)))
+    }
+
+    func clientError(_ kafka: OpaquePointer?, code: Int32, reason: String) {
+        let code = rd_kafka_resp_err_t(code)
+        let reason = ProducerProperties.redact(reason, values: properties)
+        lastClientError.withLock { $0 = reason }
+        if code == RD_KAFKA_RESP_ERR__FATAL {
+            logger.critical("Kafka producer hit a fatal error", metadata: [
+                LogKey.reason: "\(ProducerProperties.redact(fatalReason(kafka) ?? reason, values: properties))"])
+        } else {
+            logger.warning("Kafka client error", metadata: [LogKey.rdKafkaError: "\(errorName(code))", LogKey.reason: "\(reason)"])
+        }
+    }
+
+    func log(level: Int32, facility: String, message: String) {
+        let message = ProducerProperties.redact(message, values: properties)
+        let metadata: Logger.Metadata = [LogKey.facility: "\(facility)"]
+        switch level {  // syslog levels
+        case ...2: logger.critical("\(message)", metadata: metadata)
+        case 3: logger.error("\(message)", metadata: metadata)
+        case 4: logger.warning("\(message)", metadata: metadata)
+        case 5: logger.notice("\(message)", metadata: metadata)
+        case 6: logger.info("\(message)", metadata: metadata)
+        default: logger.debug("\(message)", metadata: metadata)
+        }
+    }
+}
+
+// MARK: - Poll loop
+
+/// The owned `rd_kafka_t`, wrapped so it can be captured by the dispatch closures.
+private struct Handle: @unchecked Sendable {
+    // @unchecked Sendable: a plain pointer to a thread-safe librdkafka handle; it is
+    // destroyed only by KafkaProducerClient.deinit, after the poll loop has stopped.
+    let raw: OpaquePointer
+    init(_ raw: OpaquePointer) { self.raw = raw }
+}
+
+/// Serves delivery reports, errors and logs by calling rd_kafka_poll on a dedicated queue.
+private final class PollLoop: Sendable {
+    private let shouldStop = Atomic(false)
+    private let running = DispatchGroup()
+
+    init(handle: Handle) {
+        running.enter()
+        DispatchQueue(label: "spillway.kafka.poll").async { [self] in
+            while !shouldStop.load(ordering: .acquiring) {
+                _ = rd_kafka_poll(handle.raw, 100)
+            }
+            running.leave()
+        }
+    }
+
+    /// Blocks until the loop has exited (at most one poll interval).
+    func stopAndWait() {
+        shouldStop.store(true, ordering: .releasing)
+        running.wait()
+    }
+
+    func stop() async {
+        shouldStop.store(true, ordering: .releasing)
+        await withCheckedContinuation { continuation in
+            running.notify(queue: .global()) { continuation.resume() }
+        }
+    }
+}
+
+// MARK: - Helpers
+
+extension KafkaSinkError {
+    fileprivate static func creation(_ message: String, properties: [String: String]) -> KafkaSinkError {
+        KafkaSinkError(
+            .clientCreation,
+            problem: "librdkafka could not create the producer: " + ProducerProperties.redact(message, values: properties),
+            fix: "correct the Kafka properties named in the message")
+    }
+
+    static func closed() -> KafkaSinkError {
+        KafkaSinkError(
+            .closed, problem: "the Kafka producer is closed",
+            fix: "do not send after close(); create a new producer to continue")
+    }
+
+    /// Maps a librdkafka error for a message to `topic` to an error that says what to change.
+    fileprivate static func delivery(
+        _ code: rd_kafka_resp_err_t, topic: String, kafka: OpaquePointer?
+    ) -> KafkaSinkError {
+        let name = errorName(code)
+        let what = "message to topic '\(topic)' failed: \(String(cString: rd_kafka_err2str(code)))"
+        // A fatal error fails the messages with the error that caused it (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER),
+        // not with _FATAL; only the handle's fatal state tells that this producer can never deliver again.
+        if code != RD_KAFKA_RESP_ERR__FATAL, let reason = fatalReason(kafka) {
+            return KafkaSinkError(
+                .fatal, problem: what + " (the producer hit a fatal error: \(reason))",
+                fix: "restart the sink with a new producer; unacknowledged messages will be sent again", rdKafkaErrorName: name)
+        }
+        switch code {
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+            return KafkaSinkError(
+                .messageTooLarge, problem: what,
+                fix: "raise `message.max.bytes` in the Kafka properties (and keep it within the broker's "
+                    + "`message.max.bytes` and the topic's `max.message.bytes`), or keep such large rows out of this topic",
+                property: "message.max.bytes", rdKafkaErrorName: name)
+        case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT, RD_KAFKA_RESP_ERR__TIMED_OUT:
+            return KafkaSinkError(
+                .deliveryTimedOut, problem: what,
+                fix: "check that the brokers in `bootstrap.servers` are reachable and the topic has a leader; "
+                    + "raise `message.timeout.ms` to ride out longer outages",
+                property: "message.timeout.ms", rdKafkaErrorName: name)
+        case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+            return KafkaSinkError(
+                .unknownTopic, problem: what,
+                fix: "create topic '\(topic)' on the cluster, or enable automatic topic creation", rdKafkaErrorName: name)
+        case RD_KAFKA_RESP_ERR__FATAL:
+            return KafkaSinkError(
+                .fatal, problem: what + (fatalReason(kafka).map { " (\($0))" } ?? ""),
+                fix: "restart the sink with a new producer; unacknowledged messages will be sent again", rdKafkaErrorName: name)
+        case RD_KAFKA_RESP_ERR__PURGE_QUEUE, RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+            return KafkaSinkError(
+                .closed, problem: what + " (purged when the producer closed)",
+                fix: "allow close() more time, or check that the brokers are reachable", rdKafkaErrorName: name)
+        default:
+            return KafkaSinkError(
+                .deliveryFailed, problem: what,
+                fix: "check the broker's logs and the topic's settings; the batch can be retried", rdKafkaErrorName: name)
+        }
+    }
+}
+
+private func errorName(_ code: rd_kafka_resp_err_t) -> String { String(cString: rd_kafka_err2name(code)) }
+
+/// The underlying reason of a fatal idempotent-producer error, if there is one.
+private func fatalReason(_ kafka: OpaquePointer?) -> String? {
+    guard let kafka else { return nil }
+    let (code, reason) = withErrorBuffer { rd_kafka_fatal_error(kafka, $0, $1) }
+    return code == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : "\(errorName(code)): \(reason)"
+}
+
+/// Calls `body` with a zeroed error-string buffer and returns its result and the string.
+private func withErrorBuffer<R>(_ body: (UnsafeMutablePointer<CChar>, Int) -> R) -> (R, String) {
+    let capacity = 512
+    let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: capacity)
+    buffer.initialize(repeating: 0, count: capacity)
+    defer { buffer.deallocate() }
+    let result = body(buffer, capacity)
+    return (result, String(cString: buffer))
+}
+
+/// Calls `body` with a pointer to `bytes` (nil for nil) and their count; an empty array gets a
+/// non-null pointer, because librdkafka reads a null pointer as a null value, not an empty one.
+private func withBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
+    guard let bytes else { return body(nil, 0) }
+    return bytes.withUnsafeBytes { buffer in
+        if let base = buffer.baseAddress { return body(base, buffer.count) }
+        var empty: UInt8 = 0
+        return withUnsafeBytes(of: &empty) { body($0.baseAddress, 0) }
+    }
+}
+
+extension Duration {
+    /// Milliseconds, clamped to what librdkafka's `int` timeouts accept.
+    var clampedMilliseconds: Int32 {
+        let (seconds, attoseconds) = components
+        let milliseconds = seconds.multipliedReportingOverflow(by: 1000)
+        guard !milliseconds.overflow else { return seconds < 0 ? 0 : .max }
+        return Int32(clamping: max(0, milliseconds.partialValue + attoseconds / 1_000_000_000_000_000))
+    }
+}
+
+/// Logger metadata keys used by this module.
+enum LogKey {
+    static let facility = "rdkafka.facility"
+    static let rdKafkaError = "rdkafka.error"
+    static let reason = "rdkafka.reason"
+    static let outstanding = "kafka.outstanding"
+}

@@ -1,0 +1,95 @@
+import Logging
+import SpillwayCore
+import Synchronization
+
+/// Sends change events to Kafka: one record per event, keyed by the row's primary key, on an idempotent
+/// producer with `acks=all`.
+///
+/// `deliver` returns only when the cluster acknowledged every record of the batch, and throws if any
+/// failed; the pipeline then retries the whole batch, so a record may be written twice (only records of
+/// batches not yet checkpointed), never zero times. Records of one key go to one partition in the order
+/// they were given, and the idempotent producer keeps that order across its own retries.
+public final class KafkaSink: ChangeSink {
+    public let name: String
+    private let settings: KafkaSinkSettings
+    private let properties: [String: String]
+    private let logger: Logger
+    /// Replaced after a fatal producer error (the idempotent producer cannot continue after one).
+    private let producer: Mutex<KafkaProducerClient>
+
+    /// Creates the producer; nothing is sent until the first `deliver`. Throws `invalidConfiguration` or
+    /// `clientCreation` for properties librdkafka refuses.
+    public init(name: String, settings: KafkaSinkSettings, logger: Logger) throws(KafkaSinkError) {
+        self.name = name
+        self.settings = settings
+        self.properties = Self.producerProperties(settings)
+        self.logger = logger
+        self.producer = Mutex(try KafkaProducerClient(properties: properties, logger: logger))
+        logger.info("Kafka producer created", metadata: [
+            "brokers": "\(settings.brokers.joined(separator: ","))", "topic": "\(settings.topic)",
+        ])
+    }
+
+    /// Checks the settings' librdkafka properties as `init` would, without creating a producer (so nothing
+    /// connects anywhere): for start-up validation of commands that do not deliver.
+    public static func validate(_ settings: KafkaSinkSettings) throws(KafkaSinkError) {
+        try KafkaProducerClient.validate(properties: producerProperties(settings))
+    }
+
+    public func deliver(_ batch: [ChangeEvent]) async throws {
+        guard !batch.isEmpty else { return }
+        let records = try Self.records(for: batch, settings: settings)
+        let client = producer.withLock { $0 }
+        do {
+            _ = try await client.send(records.messages)
+        } catch {
+            if error.code == .fatal || client.hasFatalError { await replaceProducer(client) }
+            throw describe(error, batch: batch, records: records, client: client)
+        }
+    }
+
+    public func close() async throws {
+        try await producer.withLock { $0 }.close(timeout: .seconds(10))
+    }
+
+    /// Names the event behind the failed record, and for a timeout the brokers and librdkafka's last
+    /// complaint about them (a timeout alone does not say whether the brokers are unreachable).
+    private func describe(_ error: KafkaSinkError, batch: [ChangeEvent], records: Records, client: KafkaProducerClient) -> KafkaSinkError {
+        var described = error
+        if let index = error.messageIndex, records.eventIndices.indices.contains(index) {
+            let event = batch[records.eventIndices[index]]
+            described = described.withProblem { "event \(event.id) (\(event.qualifiedTable)): \($0)" }
+        }
+        if error.code == .deliveryTimedOut {
+            let brokers = settings.brokers.joined(separator: ",")
+            let reason = client.lastClientError.map { "; last broker error: \($0)" } ?? ""
+            described = described.withProblem {
+                "\($0) (no acknowledgement within \(settings.timeout) from brokers \(brokers)\(reason))"
+            }.withFix("check that the sink's brokers are reachable and the topic has a leader; the batch is retried "
+                + "until they are (raise the sink's `timeout` to wait longer per attempt)")
+        }
+        return described
+    }
+
+    /// A fatal error (e.g. the broker lost the producer's sequence state) leaves the idempotent producer
+    /// unusable; the next attempt gets a new one. If creating it fails, the old one stays and the next
+    /// attempt fails the same way, which `status` shows.
+    private func replaceProducer(_ failed: KafkaProducerClient) async {
+        do {
+            let fresh = try KafkaProducerClient(properties: properties, logger: logger)
+            let replaced = producer.withLock { current -> Bool in
+                guard current === failed else { return false }
+                current = fresh
+                return true
+            }
+            if replaced {
+                logger.warning("Kafka producer replaced after a fatal error")
+                try? await failed.close(timeout: .seconds(1))
+            } else {
+                try? await fresh.close(timeout: .seconds(1))
+            }
+        } catch {
+            logger.error("could not replace the failed Kafka producer", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,292 @@
+import Foundation
+import SpillwayApp
+import SpillwayCore
+import SpillwayKafka
+import SpillwayPostgres
+import Testing
+
+/// A config file with a JSONL file sink (the reference: what was committed, in delivery order) and a Kafka
+/// sink; returns the config's and the file sink's paths.
+private func writeKafkaConfig(_ db: TestDatabase, tables: [String], kafka: String, fileSink: Bool = true) throws -> (config: String, file: String) {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("spillway-kafka-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let file = dir.appendingPathComponent("reference.jsonl").path
+    let kafkaLines = kafka.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n")
+    let yaml = """
+        database:
+          url: \(db.url)
+        consumer: search-sync
+        source:
+          kind: audit_log
+          tables: [\(tables.joined(separator: ", "))]
+          poll_interval: 100ms
+        sinks:
+          - name: bus
+            kind: kafka
+        \(kafkaLines)
+        \(fileSink ? "  - {name: reference, kind: file, path: \(file)}" : "")
+        """
+    let path = dir.appendingPathComponent("spillway.yaml").path
+    try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+    return (path, file)
+}
+
+/// Properties that make tests ride out a mock outage quickly: reconnect soon after the brokers return.
+private let fastReconnect = "properties: {reconnect.backoff.ms: 50, reconnect.backoff.max.ms: 300, linger.ms: 5}"
+
+/// The event ids in `records`, per key, in offset order.
+private func idsByKey(_ records: [KafkaRecord]) -> [String: [String]] {
+    Dictionary(grouping: records.filter { $0.payload != nil }, by: { $0.key ?? "null" })
+        .mapValues { $0.sorted { $0.offset < $1.offset }.compactMap { $0.header("spillway-id") } }
+}
+
+/// `ids` with every repeat of an id already seen dropped: what a consumer that de-duplicates by id applies.
+private func firstOccurrences(_ ids: [String]) -> [String] {
+    var seen = Set<String>()
+    return ids.filter { seen.insert($0).inserted }
+}
+
+@Suite("Kafka sink: audit_log → mock Kafka cluster over TCP, read back with kcat", .serialized, .enabled(if: TestEnvironment.canRunKafka))
+struct KafkaSinkIntegrationTests {
+    @Test("changes land on {prefix}.{schema}.{table} and override topics, keyed by primary key, in commit order, with headers and tombstones")
+    func topicsKeysOrderHeadersTombstones() async throws {
+        let cluster = try KafkaMockCluster(brokers: 3)
+        let db = try await TestDatabase.create()
+        let app = try await db.connect()
+        let early = try await db.connect()
+        let late = try await db.connect()
+        try await app.execute("""
+            CREATE TABLE products (id int PRIMARY KEY, name text, price numeric(10,2));
+            CREATE TABLE orders (id int, line int, qty int, PRIMARY KEY (id, line));
+            CREATE TABLE notes (body text)
+            """)
+        let (path, file) = try writeKafkaConfig(db, tables: ["public.products", "public.orders", "public.notes"], kafka: """
+            brokers: \(cluster.bootstrapServers)
+            prefix: neon
+            topics: {public.orders: orders-topic}
+            tombstones: true
+            \(fastReconnect)
+            """)
+        let config = try ConfigLoader.load(path: path)
+        _ = try await install(config, on: db)
+
+        try await app.execute("INSERT INTO products SELECT g, 'p' || g, g * 1.5 FROM generate_series(1, 20) g")
+        try await app.execute("BEGIN; SET LOCAL app.current_org_id = 'acme'; INSERT INTO orders VALUES (1, 1, 3), (1, 2, 4); COMMIT")
+        try await app.execute("INSERT INTO notes VALUES ('no primary key')")
+        // `late` takes the lower transaction id, `early` commits its change of row 1 first: per-key order
+        // must be commit order, not txid order.
+        try await late.execute("BEGIN; UPDATE products SET name = 'late' WHERE id = 2")
+        try await early.execute("BEGIN; UPDATE products SET name = 'early' WHERE id = 1; COMMIT")
+        try await late.execute("UPDATE products SET name = 'late' WHERE id = 1; COMMIT")
+        for round in 1...3 {
+            try await app.execute("UPDATE products SET price = price + \(round) WHERE id % 4 = \(round)")
+        }
+        try await app.execute("DELETE FROM products WHERE id IN (3, 7); UPDATE orders SET qty = 9 WHERE id = 1 AND line = 2")
+        try await drainOnce(config)
+
+        let reference = try readEvents(file)
+        let products = try await consumeWithKcat(topic: "neon.public.products", bootstrap: cluster.bootstrapServers)
+        let orders = try await consumeWithKcat(topic: "orders-topic", bootstrap: cluster.bootstrapServers)
+        let notes = try await consumeWithKcat(topic: "neon.public.notes", bootstrap: cluster.bootstrapServers)
+
+        // Every change exactly once (one pass, no failure), on its table's topic.
+        let productEvents = reference.filter { $0.table == "products" }
+        #expect(products.filter { $0.payload != nil }.count == productEvents.count)
+        #expect(Set(products.compactMap { $0.header("spillway-id") }) == Set(productEvents.map(\.id)))
+        #expect(orders.count == 3 && orders.allSatisfy { $0.header("spillway-table") == "public.orders" })
+        #expect(notes.count == 1 && notes[0].key == nil, "a table without primary key gets a null key")
+
+        // Keys are the primary key as compact JSON; a key's records share a partition and come in commit
+        // order (the file sink's order), which here differs from txid order for row 1.
+        #expect(orders.compactMap(\.key).sorted() == [#"{"id":1,"line":1}"#, #"{"id":1,"line":2}"#, #"{"id":1,"line":2}"#])
+        for (key, keyed) in Dictionary(grouping: products, by: { $0.key ?? "null" }) {
+            #expect(Set(keyed.map(\.partition)).count == 1, "\(key) on one partition")
+        }
+        let byKey = idsByKey(products)
+        for event in productEvents {
+            let key = JSONEncoding.string(.object(try #require(event.key)))
+            #expect(byKey[key] == productEvents.filter { $0.key == event.key }.map(\.id), "order of \(key)")
+        }
+        let row1 = products.filter { $0.key == #"{"id":1}"# }.compactMap(\.event)
+        try #require(row1.count == 4)
+        #expect(row1.map { $0.after?["name"]?.plainText } == ["p1", "early", "late", "late"])
+        #expect(row1[1].txid! > row1[2].txid!, "the later commit has the lower txid")
+
+        // Headers, and the value is the event JSON itself.
+        let first = try #require(products.first { $0.header("spillway-id") == productEvents[0].id })
+        #expect(first.payload == productEvents[0].jsonString)
+        #expect(first.header("spillway-op") == "insert")
+        #expect(first.header("spillway-table") == "public.products")
+        #expect(first.header("spillway-txid") == productEvents[0].txid.map(String.init))
+        #expect(first.header("spillway-tenant") == nil)
+        #expect(orders.filter { $0.header("spillway-op") == "insert" }.allSatisfy { $0.header("spillway-tenant") == "acme" })
+
+        // A delete is followed, on its key, by a tombstone.
+        for id in [3, 7] {
+            let keyed = products.filter { $0.key == #"{"id":\#(id)}"# }.sorted { $0.offset < $1.offset }
+            #expect(keyed.suffix(2).map { $0.header("spillway-op") } == ["delete", "delete"])
+            #expect(keyed.last?.payload == nil, "tombstone last for id \(id)")
+            #expect(keyed.dropLast().allSatisfy { $0.payload != nil })
+        }
+        for connection in [app, early, late] { await connection.close() }
+        await db.drop()
+    }
+
+    @Test("a full broker outage while `spillway run` streams: the checkpoint holds, then every change arrives, duplicates only of unacknowledged ones")
+    func brokerOutageHoldsTheCheckpoint() async throws {
+        let mock = try await KafkaMockProcess.start(["--brokers", "3", "--topic", "search-sync.public.products:3"])
+        defer { mock.stop() }
+        let db = try await TestDatabase.create()
+        let app = try await db.connect()
+        try await app.execute("CREATE TABLE products (id int PRIMARY KEY, n int)")
+        let (path, file) = try writeKafkaConfig(db, tables: ["public.products"], kafka: """
+            brokers: \(mock.bootstrapServers)
+            timeout: 1s
+            \(fastReconnect)
+            """)
+        #expect(try await SpillwayProcess.run(["install", "--config", path]).code == 0)
+        let runner = try SpillwayProcess(["run", "--config", path])
+
+        for batch in 0..<5 {
+            try await app.execute("INSERT INTO products SELECT g, 0 FROM generate_series(\(batch * 10 + 1), \(batch * 10 + 10)) g")
+        }
+        let before = try await waitForStatus(path, "the first 50 changes to be acknowledged") { $0.lagRows == 0 && $0["events_total"]?.plainText == "50" }
+        let acknowledged = Set(try readEvents(file).map(\.id))
+        #expect(acknowledged.count == 50)
+
+        try await mock.command("down-all")
+        for batch in 5..<10 {
+            try await app.execute("INSERT INTO products SELECT g, 0 FROM generate_series(\(batch * 10 + 1), \(batch * 10 + 10)) g")
+        }
+        try await app.execute("UPDATE products SET n = n + 1 WHERE id % 10 = 0")
+        let during = try await waitForStatus(path, timeout: .seconds(10), "the outage to show as an error") { $0.lastError != nil }
+        try await Task.sleep(for: .seconds(1))
+        let stillDown = try await statusJSON(path)
+        #expect(during.lagRows > 0 && stillDown.lagRows > 0, "changes wait while no broker acknowledges")
+        #expect(stillDown.position == before.position, "the checkpoint did not move past unacknowledged changes")
+        #expect(stillDown.lastError?.contains("sink 'bus'") == true)
+        #expect(stillDown.lastError?.contains(mock.bootstrapServers.split(separator: ",")[0]) == true, "\(stillDown.lastError ?? "")")
+        #expect(runner.process.isRunning)
+
+        try await mock.command("up-all")
+        try await waitForStatus(path, "the backlog to drain after the brokers returned") { $0.lagRows == 0 && $0["events_total"]?.plainText == "110" }
+        runner.signal(SIGTERM)
+        #expect(try await runner.wait() == 0, "\(runner.stderr.suffix(2000))")
+
+        let reference = try readEvents(file)
+        let records = try await consumeWithKcat(topic: "search-sync.public.products", bootstrap: mock.bootstrapServers)
+        let ids = records.compactMap { $0.header("spillway-id") }
+        #expect(Set(ids) == Set(reference.map(\.id)), "every committed change is on the topic")
+        #expect(reference.count == 110)
+        var counts: [String: Int] = [:]
+        for id in ids { counts[id, default: 0] += 1 }
+        let duplicated = Set(counts.filter { $0.value > 1 }.keys)
+        #expect(duplicated.isDisjoint(with: acknowledged), "changes acknowledged before the outage are never sent again")
+        for (key, keyed) in idsByKey(records) {
+            let committed = reference.filter { $0.key.map { JSONEncoding.string(.object($0)) } == key }.map(\.id)
+            #expect(firstOccurrences(keyed) == committed, "per-key order of \(key)")
+            #expect(keyed.last == committed.last, "the last record of \(key) is its last change")
+        }
+        await app.close()
+        await db.drop()
+    }
+
+    @Test("kill -9 of `spillway run` with messages in flight, then a restart: nothing is lost")
+    func killDashNineWithMessagesInFlight() async throws {
+        let mock = try await KafkaMockProcess.start(["--brokers", "1"])
+        defer { mock.stop() }
+        let db = try await TestDatabase.create()
+        let app = try await db.connect()
+        try await app.execute("CREATE TABLE products (id int PRIMARY KEY, n int)")
+        let (path, _) = try writeKafkaConfig(db, tables: ["public.products"], kafka: """
+            brokers: \(mock.bootstrapServers)
+            timeout: 30s
+            \(fastReconnect)
+            """, fileSink: false)
+        #expect(try await SpillwayProcess.run(["install", "--config", path]).code == 0)
+        var runner = try SpillwayProcess(["run", "--config", path])
+        for batch in 0..<10 {
+            try await app.execute("INSERT INTO products SELECT g, 0 FROM generate_series(\(batch * 20 + 1), \(batch * 20 + 20)) g")
+            if batch == 4 {
+                // Killed mid-stream while the brokers are up: whatever was in flight is unacknowledged.
+                runner.signal(SIGKILL)
+                _ = try await runner.wait()
+                runner = try SpillwayProcess(["run", "--config", path])
+            }
+        }
+        try await waitForStatus(path, "the first 200 changes") { $0.lagRows == 0 && $0["events_total"]?.plainText == "200" }
+
+        // With every broker down, the next changes are certainly in flight (handed to librdkafka, not
+        // acknowledged) when the runner is killed.
+        try await mock.command("down-all")
+        try await app.execute("INSERT INTO products SELECT g, 1 FROM generate_series(201, 300) g")
+        // The runner is woken by NOTIFY (or polls every 100ms) and hands them to librdkafka at once.
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(try await statusJSON(path).lagRows == 100, "not acknowledged while the brokers are down")
+        runner.signal(SIGKILL)
+        _ = try await runner.wait()
+        try await mock.command("up-all")
+
+        runner = try SpillwayProcess(["run", "--config", path])
+        try await waitForStatus(path, "the restarted runner to deliver the rest") { $0.lagRows == 0 && $0["events_total"]?.plainText == "300" }
+        runner.signal(SIGTERM)
+        #expect(try await runner.wait() == 0)
+
+        let records = try await consumeWithKcat(topic: "search-sync.public.products", bootstrap: mock.bootstrapServers)
+        let keys = Set(records.compactMap(\.key))
+        #expect(keys == Set((1...300).map { #"{"id":\#($0)}"# }), "every row's insert is on the topic")
+        await app.close()
+        await db.drop()
+    }
+
+    @Test("bad Kafka config: unknown property and bad topic template exit 2 naming the key; an unreachable cluster is retried and shown in status")
+    func badConfig() async throws {
+        let db = try await TestDatabase.create()
+        let app = try await db.connect()
+        try await app.execute("CREATE TABLE products (id int PRIMARY KEY)")
+
+        let (unknown, _) = try writeKafkaConfig(db, tables: ["public.products"], kafka: """
+            brokers: 127.0.0.1:1
+            properties: {linger.ms: 5, no.such.property: x}
+            """)
+        for command in ["install", "run"] {
+            let result = try await SpillwayProcess.run([command, "--config", unknown])
+            #expect(result.code == 2, "\(command): \(result.stderr)")
+            #expect(result.stderr.contains("spillway: config key 'sinks[0].properties.no.such.property'"), "\(command): \(result.stderr)")
+            #expect(result.stderr.contains("No such configuration property"))
+        }
+
+        let (template, _) = try writeKafkaConfig(db, tables: ["public.products"], kafka: """
+            brokers: 127.0.0.1:1
+            topic: "{prefix}.{tabel}"
+            """)
+        for command in ["install", "run"] {
+            let result = try await SpillwayProcess.run([command, "--config", template])
+            #expect(result.code == 2)
+            #expect(result.stderr.contains("spillway: config key 'sinks[0].topic': '{prefix}.{tabel}' uses the unknown placeholder '{tabel}'"),
+                    "\(command): \(result.stderr)")
+        }
+        let schema = try await app.query("SELECT count(*) FROM pg_namespace WHERE nspname = 'spillway'")
+        #expect(schema.first?[0] == "0", "nothing was installed")
+
+        let (unreachable, _) = try writeKafkaConfig(db, tables: ["public.products"], kafka: """
+            brokers: 127.0.0.1:1
+            timeout: 1s
+            properties: {security.protocol: SASL_PLAINTEXT, sasl.mechanisms: PLAIN, sasl.username: spillway, sasl.password: hunter2}
+            """)
+        #expect(try await SpillwayProcess.run(["install", "--config", unreachable]).code == 0)
+        try await app.execute("INSERT INTO products VALUES (1)")
+        let runner = try SpillwayProcess(["run", "--config", unreachable])
+        let status = try await waitForStatus(unreachable, timeout: .seconds(15), "the broker error in status") { $0.lastError != nil }
+        #expect(status.lastError?.contains("127.0.0.1:1") == true, "\(status.lastError ?? "")")
+        #expect(status.lastError?.contains("sink 'bus'") == true)
+        #expect(status.lagRows == 1)
+        try await Task.sleep(for: .seconds(1))
+        #expect(runner.process.isRunning, "run keeps retrying")
+        runner.signal(SIGTERM)
+        #expect(try await runner.wait() == 0)
+        #expect(!runner.stderr.contains("hunter2") && status.lastError?.contains("hunter2") == false, "secrets are never logged")
+        await app.close()
+        await db.drop()
+    }
+}

@@ -1,0 +1,229 @@
+import Foundation
+import Logging
+import SpillwayCore
+import Testing
+
+@testable import SpillwayKafka
+
+private func settings(_ brokers: String = "127.0.0.1:1", prefix: String = "shop", tombstones: Bool = false,
+                      topics: [QualifiedName: TopicTemplate] = [:], properties: [String: String] = [:],
+                      timeout: Duration = .seconds(30)) -> KafkaSinkSettings {
+    KafkaSinkSettings(brokers: brokers.split(separator: ",").map(String.init), prefix: prefix, topics: topics,
+                      tombstones: tombstones, properties: properties, timeout: timeout)
+}
+
+private func change(_ id: String, _ op: ChangeEvent.Operation, key: JSONObject?, table: String = "products",
+                    tenant: String? = nil, txid: UInt64? = 727) -> ChangeEvent {
+    let row: JSONObject = ["id": key?["id"] ?? .null, "name": .string("Kettle")]
+    return ChangeEvent(id: id, op: op, schema: "public", table: table, key: key,
+                       before: op == .insert ? nil : row, after: op == .delete ? nil : row,
+                       txid: txid, commitTime: "2026-11-25T23:13:28.834489Z", position: id.replacingOccurrences(of: "-", with: "/"),
+                       tenant: tenant)
+}
+
+private func text(_ bytes: [UInt8]?) -> String? { bytes.map { String(decoding: $0, as: UTF8.self) } }
+
+private let quiet: Logger = {
+    var logger = Logger(label: "spillway.kafka.test")
+    logger.logLevel = .critical
+    return logger
+}()
+
+@Suite("Kafka sink records: topics, keys, values, headers, tombstones (no servers)")
+struct KafkaSinkRecordTests {
+    @Test func oneRecordPerEventKeyedByThePrimaryKey() throws {
+        let events = [
+            change("727-1", .insert, key: ["id": .number("1")], tenant: "acme"),
+            change("727-2", .update, key: ["id": .number("1")], txid: nil),
+        ]
+        let records = try KafkaSink.records(for: events, settings: settings())
+        #expect(records.eventIndices == [0, 1])
+        let first = records.messages[0]
+        #expect(first.topic == "shop.public.products")
+        #expect(text(first.key) == #"{"id":1}"#)
+        #expect(first.value == events[0].jsonBytes)
+        #expect(first.headers.map(\.name) == ["spillway-id", "spillway-op", "spillway-table", "spillway-txid", "spillway-tenant"])
+        #expect(first.headers.map { text($0.value)! } == ["727-1", "insert", "public.products", "727", "acme"])
+        // No txid, no tenant: those headers are left out rather than sent empty.
+        #expect(records.messages[1].headers.map(\.name) == ["spillway-id", "spillway-op", "spillway-table"])
+    }
+
+    @Test func compositeKeysKeepColumnOrderAndATableWithoutKeyHasNone() throws {
+        let composite = change("1-1", .insert, key: ["tenant_id": .number("9"), "sku": .string("A-1")])
+        let keyless = change("1-2", .insert, key: nil)
+        let records = try KafkaSink.records(for: [composite, keyless], settings: settings())
+        #expect(text(records.messages[0].key) == #"{"tenant_id":9,"sku":"A-1"}"#)
+        #expect(records.messages[1].key == nil)
+    }
+
+    @Test func tombstonesFollowDeletesOfKeyedRowsOnlyWhenEnabled() throws {
+        let events = [
+            change("5-1", .delete, key: ["id": .number("3")]),
+            change("5-2", .delete, key: nil),
+            change("5-3", .truncate, key: nil),
+            change("5-4", .insert, key: ["id": .number("4")]),
+        ]
+        let off = try KafkaSink.records(for: events, settings: settings())
+        #expect(off.messages.count == 4)
+        #expect(off.messages.allSatisfy { $0.value != nil })
+
+        let on = try KafkaSink.records(for: events, settings: settings(tombstones: true))
+        #expect(on.eventIndices == [0, 0, 1, 2, 3])
+        #expect(on.messages[0].value == events[0].jsonBytes)
+        #expect(on.messages[1].value == nil && on.messages[1].key == on.messages[0].key && on.messages[1].topic == on.messages[0].topic)
+        #expect(on.messages[1].headers == on.messages[0].headers)
+    }
+
+    @Test func overridesAndTemplatesChooseTheTopic() throws {
+        let products = QualifiedName(schema: "public", name: "products")
+        let s = settings(topics: [products: try TopicTemplate("{prefix}-catalog.{op}")])
+        let records = try KafkaSink.records(for: [change("1-1", .delete, key: ["id": .number("1")]),
+                                                  change("1-2", .insert, key: ["id": .number("1")], table: "orders")], settings: s)
+        #expect(records.messages.map(\.topic) == ["shop-catalog.delete", "shop.public.orders"])
+    }
+
+    @Test func aTopicKafkaWouldRefuseNamesTheEvent() {
+        let long = String(repeating: "t", count: 240)
+        let error = #expect(throws: KafkaSinkError.self) {
+            try KafkaSink.records(for: [change("9-4", .insert, key: nil, table: long)], settings: settings())
+        }
+        #expect(error?.code == .invalidTopic)
+        #expect(error?.description.contains("event 9-4") == true)
+        #expect(error?.description.contains("at most 249") == true)
+    }
+
+    @Test func producerPropertiesComeFromTheSinksKeys() {
+        let properties = KafkaSink.producerProperties(settings("a:1,b:2", properties: ["linger.ms": "20"], timeout: .milliseconds(1500)))
+        #expect(properties == ["bootstrap.servers": "a:1,b:2", "message.timeout.ms": "1500", "linger.ms": "20", "client.id": "spillway"])
+    }
+
+    @Test func validationNamesAnUnknownPropertyWithoutConnecting() {
+        let error = #expect(throws: KafkaSinkError.self) { try KafkaSink.validate(settings(properties: ["linger.mss": "5"])) }
+        #expect(error?.property == "linger.mss")
+        #expect(error?.code == .invalidConfiguration)
+        let weak = #expect(throws: KafkaSinkError.self) { try KafkaSink.validate(settings(properties: ["acks": "1"])) }
+        #expect(weak?.property == "acks")
+        #expect(throws: Never.self) { try KafkaSink.validate(settings(properties: ["linger.ms": "5", "acks": "all"])) }
+        // Checks rd_kafka_new makes across properties are caught too, still without a broker.
+        let conflict = #expect(throws: KafkaSinkError.self) {
+            try KafkaSink.validate(settings(properties: ["max.in.flight.requests.per.connection": "50"]))
+        }
+        #expect(conflict?.code == .clientCreation)
+        #expect(conflict?.description.contains("max.in.flight") == true)
+        let missingCA = #expect(throws: KafkaSinkError.self) {
+            try KafkaSink.validate(settings(properties: ["security.protocol": "SSL", "ssl.ca.location": "/nonexistent/ca.pem"]))
+        }
+        #expect(missingCA?.description.contains("ssl.ca.location") == true, "\(String(describing: missingCA))")
+    }
+
+    @Test func secretsStayOutOfErrors() {
+        let error = #expect(throws: KafkaSinkError.self) {
+            try KafkaSink.validate(settings(properties: ["sasl.mechanisms": "PLAIN", "sasl.password": "hunter2", "ssl.key.password": "x", "linger.ms": "hunter2"]))
+        }
+        // linger.ms is not a secret, so its bad value is shown; sasl.password's value never is.
+        #expect(error?.property == "linger.ms")
+        let secret = #expect(throws: KafkaSinkError.self) {
+            try KafkaSink.validate(settings(properties: ["sasl.kerberos.min.time.before.relogin": "hunter2"]))
+        }
+        #expect(secret?.description.contains("hunter2") == false)
+        #expect(secret?.debugDescription.contains("hunter2") == false)
+    }
+}
+
+@Suite("Kafka sink against a mock cluster over TCP", .serialized, .timeLimit(.minutes(2)), .enabled(if: KafkaTestEnvironment.canRun))
+struct KafkaSinkClusterTests {
+    @Test func aBatchLandsWithKeysHeadersAndTombstonesAndKcatReadsItBack() async throws {
+        let cluster = try KafkaMockCluster(brokers: 3)
+        try cluster.createTopic("shop.public.products", partitions: 4)
+        let sink = try KafkaSink(name: "bus", settings: settings(cluster.bootstrapServers, tombstones: true,
+                                                               properties: ["linger.ms": "5"]), logger: quiet)
+        let events = (1...30).map { i in change("10-\(i)", i % 5 == 0 ? .delete : .update, key: ["id": .number("\(i % 6)")]) }
+        try await sink.deliver(events)
+        try await sink.close()
+
+        let records = try await consumeWithKcat(topic: "shop.public.products", bootstrap: cluster.bootstrapServers)
+        #expect(records.count == 30 + 6, "one record per event plus a tombstone per delete")
+        #expect(records.filter { $0.payload == nil }.count == 6)
+        for (key, keyed) in Dictionary(grouping: records, by: { $0.key ?? "" }) {
+            #expect(Set(keyed.map(\.partition)).count == 1, "all records of \(key) on one partition")
+            let ids = keyed.sorted { $0.offset < $1.offset }.compactMap { $0.headerValue("spillway-id") }
+            let expected = events.filter { text(JSONEncoding.bytes(.object($0.key!))) == key }
+                .flatMap { $0.op == .delete ? [$0.id, $0.id] : [$0.id] }
+            #expect(ids == expected, "per-key order for \(key)")
+        }
+    }
+
+    @Test func aMessageTooLargeNamesTheEventAndTheSetting() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        let sink = try KafkaSink(name: "bus", settings: settings(cluster.bootstrapServers, properties: ["message.max.bytes": "2000"]),
+                                 logger: quiet)
+        var big = change("11-2", .insert, key: ["id": .number("2")])
+        big.after = ["id": .number("2"), "blob": .string(String(repeating: "x", count: 5000))]
+        let error = await #expect(throws: KafkaSinkError.self) {
+            try await sink.deliver([change("11-1", .insert, key: ["id": .number("1")]), big, change("11-3", .insert, key: ["id": .number("3")])])
+        }
+        #expect(error?.code == .messageTooLarge)
+        #expect(error?.description.contains("event 11-2 (public.products)") == true, "\(String(describing: error))")
+        #expect(error?.description.contains("message.max.bytes") == true)
+        #expect(error?.description.contains("2 of 3 messages were not delivered") == true)
+        try await sink.close()
+    }
+
+    @Test func anUnreachableClusterFailsTheBatchNamingTheBrokers() async throws {
+        let sink = try KafkaSink(name: "bus", settings: settings("127.0.0.1:1", timeout: .milliseconds(800)), logger: quiet)
+        let error = await #expect(throws: KafkaSinkError.self) {
+            try await sink.deliver([change("12-1", .insert, key: ["id": .number("1")])])
+        }
+        #expect(error?.code == .deliveryTimedOut)
+        let description = error?.description ?? ""
+        #expect(description.contains("event 12-1"))
+        #expect(description.contains("brokers 127.0.0.1:1"))
+        #expect(description.contains("Connection refused"), "librdkafka's reason is kept: \(description)")
+        try await sink.close()
+    }
+}
+
+extension ConsumedRecord {
+    /// The value of header `name` (kcat -J prints headers as a flat name, value list).
+    func headerValue(_ name: String) -> String? {
+        guard let headers else { return nil }
+        return stride(from: 0, to: headers.count - 1, by: 2).first { headers[$0] == name }.map { headers[$0 + 1] }
+    }
+}
+
+@Suite("the Kafka example config")
+struct KafkaExampleConfigTests {
+    @Test("Config/kafka.example.yaml parses and librdkafka accepts its properties")
+    func exampleIsValid() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Config/kafka.example.yaml")
+        let config = try SpillwayConfig.parse(yaml: String(contentsOf: path, encoding: .utf8))
+        guard case .kafka(let settings) = try #require(config.sinks.first).settings else {
+            Issue.record("the example's first sink is not kafka")
+            return
+        }
+        #expect(settings.prefix == "neon")
+        try KafkaSink.validate(settings)
+    }
+}
+
+@Suite("Kafka sink: a fatal producer error", .serialized, .timeLimit(.minutes(1)), .enabled(if: KafkaTestEnvironment.canRun))
+struct KafkaSinkFatalErrorTests {
+    @Test("a broker answering out of sequence makes the producer fatal; the retry of the batch gets a new one")
+    func theNextAttemptGetsANewProducer() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("shop.public.products", partitions: 1)
+        let sink = try KafkaSink(name: "bus", settings: settings(cluster.bootstrapServers, timeout: .seconds(5)), logger: quiet)
+        try await sink.deliver([change("20-1", .insert, key: ["id": .number("1")])])
+        cluster.failNextRequests(apiKey: 0, errorCodes: [45])  // OUT_OF_ORDER_SEQUENCE_NUMBER
+        let error = await #expect(throws: KafkaSinkError.self) {
+            try await sink.deliver([change("20-2", .insert, key: ["id": .number("2")])])
+        }
+        #expect(error?.code == .fatal, "\(String(describing: error))")
+        #expect(error?.description.contains("event 20-2") == true)
+        try await sink.deliver([change("20-2", .insert, key: ["id": .number("2")])])
+        try await sink.close()
+        let records = try await consumeWithKcat(topic: "shop.public.products", bootstrap: cluster.bootstrapServers)
+        #expect(records.compactMap { $0.headerValue("spillway-id") } == ["20-1", "20-2"])
+    }
+}
