@@ -12,6 +12,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.0"),
     ],
     targets: [
         // libpq, wrapped once in SpillwayPostgres; nothing else imports it.
@@ -57,6 +60,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The webhook sink: HTTP via async-http-client, Standard Webhooks signing via swift-crypto.
+        .target(
+            name: "SpillwayWebhook",
+            dependencies: [
+                "SpillwayCore",
+                "SpillwayPostgres",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // librdkafka, wrapped once in SpillwayKafka; nothing else imports it.
         .systemLibrary(
             name: "CRdKafka",
@@ -85,6 +101,7 @@ let package = Package(
                 "SpillwayPostgres",
                 "SpillwaySinks",
                 "SpillwayRedis",
+                "SpillwayWebhook",
                 "SpillwayKafka",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -109,8 +126,14 @@ let package = Package(
             dependencies: ["SpillwayCore"]
         ),
         .testTarget(
+            name: "SpillwayWebhookTests",
+            dependencies: ["SpillwayCore", "SpillwayWebhook"]
+        ),
+        .testTarget(
             name: "SpillwayIntegrationTests",
-            dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka", "SpillwayRedis"]
+            dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka", "SpillwayRedis",
+                           "SpillwayWebhook"],
+            exclude: ["Support/webhook_receiver.py"]
         ),
         .testTarget(
             name: "SpillwayKafkaTests",

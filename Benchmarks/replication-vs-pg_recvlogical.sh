@@ -43,7 +43,7 @@ cat > "$work/kafka.yaml" <<YAML
 database: {url: "$url"}
 consumer: benchk
 source: {kind: replication, tables: [public.bench], batch_size: 5000, heartbeat: 0s}
-sinks: [{name: kafka, kind: kafka, brokers: "$brokers", prefix: bench, properties: {linger.ms: 5}}]
+sinks: [{name: kafka, kind: kafka, brokers: "$brokers", prefix: bench, properties: {linger.ms: 20, batch.num.messages: 10000}}]
 log: {level: warning}
 YAML
 "$spillway" install --config "$work/kafka.yaml" >/dev/null

@@ -11,7 +11,7 @@ struct Spillway: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spillway",
         abstract: "Change data capture for PostgreSQL: every committed change, to every sink, at least once.",
-        subcommands: [Install.self, Run.self, Status.self, Reset.self, Uninstall.self, Demo.self]
+        subcommands: [Install.self, Run.self, Status.self, Reset.self, Uninstall.self, DeadLetters.self, Demo.self]
     )
 }
 

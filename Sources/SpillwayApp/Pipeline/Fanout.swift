@@ -49,11 +49,13 @@ public struct Fanout: Sendable {
     }
 
     private func deliver(_ events: [ChangeEvent], to sink: any ChangeSink,
-                         onFailure: @Sendable (String) async -> Void) async throws {
+                         onFailure: @escaping @Sendable (String) async -> Void) async throws {
         var attempt = 0
         while true {
             do {
-                try await sink.deliver(events)
+                try await SinkFailureReport.$handler.withValue({ await onFailure("sink '\(sink.name)': \($0)") }) {
+                    try await sink.deliver(events)
+                }
                 if attempt > 0 { logger.info("sink recovered", metadata: [LogKey.sink: "\(sink.name)", LogKey.attempts: "\(attempt + 1)"]) }
                 return
             } catch {

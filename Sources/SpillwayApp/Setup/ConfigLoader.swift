@@ -4,6 +4,7 @@ import ServiceLifecycle
 import SpillwayCore
 import SpillwayKafka
 import SpillwaySinks
+import SpillwayWebhook
 
 public enum ConfigLoader {
     /// Reads and validates the YAML file; `SPILLWAY_DATABASE_URL` from the environment overrides database.url.
@@ -30,6 +31,11 @@ public enum SinkFactory {
                 switch sink.settings {
                 case .file(let settings):
                     routes.append(Fanout.Route(sink: try FileSink(name: sink.name, settings: settings), filter: sink.filter))
+                case .webhook(let settings):
+                    let webhook = WebhookSink(name: sink.name, settings: settings, databaseURL: config.database.url,
+                                              schema: config.schema, logger: Logger(label: "spillway.webhook"))
+                    await webhook.start()
+                    routes.append(Fanout.Route(sink: webhook, filter: sink.filter))
                 case .kafka(let settings):
                     var logger = Logger(label: "spillway.kafka")
                     logger[metadataKey: LogKey.sink] = "\(sink.name)"

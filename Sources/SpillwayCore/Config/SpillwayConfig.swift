@@ -95,6 +95,7 @@ public struct EventFilter: Sendable, Hashable {
 public struct SinkConfig: Sendable {
     public enum Settings: Sendable {
         case file(FileSinkSettings)
+        case webhook(WebhookSinkSettings)
         case kafka(KafkaSinkSettings)
         case redis(RedisSinkSettings)
         case notify(NotifySinkSettings)
@@ -115,6 +116,7 @@ public struct SinkConfig: Sendable {
     public var kind: String {
         switch settings {
         case .file: return "file"
+        case .webhook: return "webhook"
         case .kafka: return "kafka"
         case .redis: return "redis"
         case .notify: return "notify"
@@ -267,9 +269,10 @@ extension SpillwayConfig {
         return source
     }
 
-    private static func parseSink(_ r: inout ConfigReader, consumer: String, source: SourceConfig, environment: [String: String]) throws(ConfigError) -> SinkConfig {
+    private static func parseSink(_ r: inout ConfigReader, consumer: String, source: SourceConfig,
+                                  environment: [String: String]) throws(ConfigError) -> SinkConfig {
         let name = try r.string("name", fix: "give the sink a name, e.g. `name: out`")
-        let kind = try r.string("kind", fix: "set kind: file, kafka, redis, notify or refresh")
+        let kind = try r.string("kind", fix: "set kind: file, kafka, webhook, redis, notify or refresh")
         var filter = EventFilter()
         if let tables = try r.stringList("tables") {
             for (index, text) in tables.enumerated() {
@@ -290,6 +293,8 @@ extension SpillwayConfig {
             let path = try r.string("path", fix: "set path to a file, or \"-\" for standard output")
             let fsync = try r.bool("fsync", default: true)
             return SinkConfig(name: name, filter: filter, settings: .file(FileSinkSettings(path: path, fsync: fsync)))
+        case "webhook":
+            return SinkConfig(name: name, filter: filter, settings: .webhook(try WebhookSinkSettings.parse(&r, environment: environment)))
         case "kafka":
             let tables = filter.tables.isEmpty ? source.tables : source.tables.filter(filter.tables.contains)
             return SinkConfig(name: name, filter: filter,
@@ -301,7 +306,8 @@ extension SpillwayConfig {
         case "refresh":
             return SinkConfig(name: name, filter: filter, settings: .refresh(try .parse(&r, environment: environment)))
         default:
-            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: file, kafka, redis, notify or refresh")
+            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'",
+                              fix: "use kind: file, kafka, webhook, redis, notify or refresh")
         }
     }
 }

@@ -68,6 +68,7 @@ public struct AuditLogSchema: Sendable {
             last_error text,
             last_error_at timestamptz
         );
+        \(DeadLetterStore.createTableSQL(schema: schema))
         """
     }
 
