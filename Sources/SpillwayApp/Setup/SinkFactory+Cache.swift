@@ -15,7 +15,7 @@ extension SinkFactory {
             return NotifySink(name: sink.name, settings: settings, url: settings.url ?? config.database.url, logger: logger)
         case .refresh(let settings):
             return RefreshSink(name: sink.name, settings: settings, url: settings.url ?? config.database.url, logger: logger)
-        case .file, .kafka:
+        case .file, .kafka, .webhook:
             preconditionFailure("\(sink.kind) sinks are built in makeRoutes")
         }
     }

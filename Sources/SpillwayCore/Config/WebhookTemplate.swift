@@ -1,7 +1,7 @@
 /// A text with placeholders over event fields, for webhook URLs and bodies: `{schema}`, `{table}`, `{op}`,
 /// `{id}`, `{tenant}`, `{key.X}`, `{after.X}`, `{before.X}` (X a column). A `{` not followed by such a name
 /// and `}` is plain text, so JSON templates need no escaping: `{"slug": "{after.slug}"}`.
-public struct EventTemplate: Sendable, Hashable, CustomStringConvertible {
+public struct WebhookTemplate: Sendable, Hashable, CustomStringConvertible {
     public enum Field: Sendable, Hashable {
         case schema, table, op, id, tenant
         case key(String), after(String), before(String)
