@@ -7,7 +7,8 @@ import Testing
 
 /// A config file with a JSONL file sink (the reference: what was committed, in delivery order) and a Kafka
 /// sink; returns the config's and the file sink's paths.
-private func writeKafkaConfig(_ db: TestDatabase, tables: [String], kafka: String, fileSink: Bool = true) throws -> (config: String, file: String) {
+private func writeKafkaConfig(_ db: TestDatabase, tables: [String], kafka: String, fileSink: Bool = true,
+                              kind: String = "audit_log") throws -> (config: String, file: String) {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("spillway-kafka-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     let file = dir.appendingPathComponent("reference.jsonl").path
@@ -17,9 +18,10 @@ private func writeKafkaConfig(_ db: TestDatabase, tables: [String], kafka: Strin
           url: \(db.url)
         consumer: search-sync
         source:
-          kind: audit_log
+          kind: \(kind)
           tables: [\(tables.joined(separator: ", "))]
           poll_interval: 100ms
+          slot: \(db.slotName(consumer: "kafka"))
         sinks:
           - name: bus
             kind: kafka
@@ -46,7 +48,7 @@ private func firstOccurrences(_ ids: [String]) -> [String] {
     return ids.filter { seen.insert($0).inserted }
 }
 
-@Suite("Kafka sink: audit_log → mock Kafka cluster over TCP, read back with kcat", .serialized, .enabled(if: TestEnvironment.canRunKafka))
+@Suite("Kafka sink: both sources → mock Kafka cluster over TCP, read back with kcat", .serialized, .enabled(if: TestEnvironment.canRunKafka))
 struct KafkaSinkIntegrationTests {
     @Test("changes land on {prefix}.{schema}.{table} and override topics, keyed by primary key, in commit order, with headers and tombstones")
     func topicsKeysOrderHeadersTombstones() async throws {
@@ -128,6 +130,48 @@ struct KafkaSinkIntegrationTests {
             #expect(keyed.last?.payload == nil, "tombstone last for id \(id)")
             #expect(keyed.dropLast().allSatisfy { $0.payload != nil })
         }
+        for connection in [app, early, late] { await connection.close() }
+        await db.drop()
+    }
+
+    @Test("replication source → Kafka: every change once, keyed by primary key, one partition per key, commit order per key")
+    func replicationSourceToKafka() async throws {
+        let cluster = try KafkaMockCluster(brokers: 3)
+        let db = try await TestDatabase.create()
+        let app = try await db.connect()
+        let early = try await db.connect()
+        let late = try await db.connect()
+        try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text, price numeric(10,2))")
+        let (path, file) = try writeKafkaConfig(db, tables: ["public.products"], kafka: """
+            brokers: \(cluster.bootstrapServers)
+            prefix: wal
+            \(fastReconnect)
+            """, kind: "replication")
+        let config = try ConfigLoader.load(path: path)
+        _ = try await install(config, on: db)
+        try await app.execute("INSERT INTO products SELECT g, 'p' || g, g FROM generate_series(1, 30) g")
+        try await late.execute("BEGIN; UPDATE products SET name = 'late' WHERE id = 2")
+        try await early.execute("BEGIN; UPDATE products SET name = 'early' WHERE id = 1; COMMIT")
+        try await late.execute("UPDATE products SET name = 'late' WHERE id = 1; COMMIT")
+        try await app.execute("UPDATE products SET price = price * 2 WHERE id % 3 = 0; DELETE FROM products WHERE id = 5")
+        try await drainOnce(config)
+
+        let reference = try readEvents(file)
+        let records = try await consumeWithKcat(topic: "wal.public.products", bootstrap: cluster.bootstrapServers)
+        let expectedChanges = 44  // 30 inserts, 3 updates of names, 10 price updates, 1 delete
+        #expect(reference.count == expectedChanges)
+        #expect(records.count == reference.count)
+        #expect(Set(records.compactMap { $0.header("spillway-id") }) == Set(reference.map(\.id)))
+        for (key, keyed) in Dictionary(grouping: records, by: { $0.key ?? "null" }) {
+            #expect(Set(keyed.map(\.partition)).count == 1, "\(key) on one partition")
+        }
+        let byKey = idsByKey(records)
+        for event in reference {
+            let key = JSONEncoding.string(.object(try #require(event.key)))
+            #expect(byKey[key] == reference.filter { $0.key == event.key }.map(\.id), "order of \(key)")
+        }
+        let row1 = records.filter { $0.key == #"{"id":1}"# }.compactMap(\.event)
+        #expect(row1.map { $0.after?["name"]?.plainText } == ["p1", "early", "late"])
         for connection in [app, early, late] { await connection.close() }
         await db.drop()
     }
