@@ -14,25 +14,14 @@ public struct FatalError: Error, CustomStringConvertible {
 /// and a second runner of the same consumer are fatal.
 public final class AuditLogPipeline: Service, @unchecked Sendable {
     // @unchecked Sendable: the mutable statistics are written only by `run()`'s own task.
-    public struct Options: Sendable {
-        /// Stop once everything committed so far is delivered (`spillway run --once`, the demo, tests).
-        public var once: Bool
-        public var retry: RetryPolicy
-
-        public init(once: Bool = false, retry: RetryPolicy = RetryPolicy(maximumDelay: .seconds(10))) {
-            self.once = once
-            self.retry = retry
-        }
-    }
-
     private let config: SpillwayConfig
     private let fanout: Fanout
-    private let options: Options
+    private let options: PipelineOptions
     private var logger: Logger
     private let checkpoints: CheckpointStore
     public private(set) var deliveredEvents = 0
 
-    public init(config: SpillwayConfig, fanout: Fanout, options: Options = Options(), logger: Logger) {
+    public init(config: SpillwayConfig, fanout: Fanout, options: PipelineOptions = PipelineOptions(), logger: Logger) {
         self.config = config
         self.fanout = fanout
         self.options = options

@@ -95,3 +95,16 @@ public enum LogKey {
     public static let retryIn = "retry_in"
     public static let database = "database"
 }
+
+/// How a pipeline (either source) runs.
+public struct PipelineOptions: Sendable {
+    /// Stop once everything committed so far is delivered (`spillway run --once`, the demo, tests).
+    public var once: Bool
+    /// Backoff between reconnects of the source. Default: 200ms doubling to 10s, with jitter.
+    public var retry: RetryPolicy
+
+    public init(once: Bool = false, retry: RetryPolicy = RetryPolicy(maximumDelay: .seconds(10))) {
+        self.once = once
+        self.retry = retry
+    }
+}

@@ -9,13 +9,13 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
     // @unchecked Sendable: the statistics are written only by `run()`'s own task.
     private let config: SpillwayConfig
     private let fanout: Fanout
-    private let options: AuditLogPipeline.Options
+    private let options: PipelineOptions
     private var logger: Logger
     private let checkpoints: CheckpointStore
     public private(set) var deliveredEvents = 0
     static let heartbeatPrefix = "spillway-heartbeat"
 
-    public init(config: SpillwayConfig, fanout: Fanout, options: AuditLogPipeline.Options = .init(), logger: Logger) {
+    public init(config: SpillwayConfig, fanout: Fanout, options: PipelineOptions = .init(), logger: Logger) {
         self.config = config
         self.fanout = fanout
         self.options = options

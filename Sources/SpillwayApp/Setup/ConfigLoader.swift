@@ -83,7 +83,7 @@ public enum SinkFactory {
 
 public enum PipelineFactory {
     /// The daemon for the configured source.
-    public static func make(_ config: SpillwayConfig, fanout: Fanout, options: AuditLogPipeline.Options, logger: Logger) -> any Service {
+    public static func make(_ config: SpillwayConfig, fanout: Fanout, options: PipelineOptions, logger: Logger) -> any Service {
         switch config.source.kind {
         case .auditLog: return AuditLogPipeline(config: config, fanout: fanout, options: options, logger: logger)
         case .replication: return ReplicationPipeline(config: config, fanout: fanout, options: options, logger: logger)
