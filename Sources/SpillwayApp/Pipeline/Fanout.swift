@@ -53,7 +53,7 @@ public struct Fanout: Sendable {
         var attempt = 0
         while true {
             do {
-                try await SinkFailureReport.$handler.withValue({ await onFailure("sink '\(sink.name)': \($0)") }) {
+                try await SinkFailureReport.$handler.withValue(SinkFailureReport.Handler { await onFailure("sink '\(sink.name)': \($0)") }) {
                     try await sink.deliver(events)
                 }
                 if attempt > 0 { logger.info("sink recovered", metadata: [LogKey.sink: "\(sink.name)", LogKey.attempts: "\(attempt + 1)"]) }
