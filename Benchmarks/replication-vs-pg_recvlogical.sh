@@ -60,19 +60,21 @@ psql -q "$url" -c "CREATE SEQUENCE s"
 end=$(psql -qAt "$url" -c "SELECT pg_current_wal_lsn()")
 total=$(psql -qAt "$url" -c "SELECT count(*) FROM bench")
 
-measure() {  # prints "seconds peak_rss_kB" of a command
+measure() {  # prints "seconds peak_rss_kB cpu_seconds" of a command
   python3 - "$@" <<'PY'
 import resource, subprocess, sys, time
 start = time.monotonic()
 subprocess.run(sys.argv[1:], check=True)
-print(f"{time.monotonic() - start:.3f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{time.monotonic() - start:.3f} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime:.2f}")
 PY
 }
 read -r t_recv _ < <(measure "$bin/pg_recvlogical" -d "$url" -S bench_recvlogical --start -E "$end" \
   -o proto_version=1 -o publication_names=spillway_bench -f "$work/recvlogical.out")
-read -r t_spill rss < <(measure "$spillway" run --once --config "$work/bench.yaml")
+read -r t_spill rss cpu_spill < <(measure "$spillway" run --once --config "$work/bench.yaml")
 delivered=$(wc -l < "$work/spillway.jsonl")
-read -r t_kafka rss_kafka < <(measure "$spillway" run --once --config "$work/kafka.yaml")
+read -r t_kafka rss_kafka cpu_kafka < <(measure "$spillway" run --once --config "$work/kafka.yaml")
+echo "spillway CPU seconds: file run $cpu_spill, Kafka run $cpu_kafka (the mock broker's CPU is not included)"
 produced=$(psql -qAt "$url" -c "SELECT events_total FROM spillway.checkpoints WHERE consumer = 'benchk'")
 
 # Live phase: 20 s of single-row commits at a fixed rate while `spillway run` streams to Kafka; latency is
