@@ -35,4 +35,9 @@ export PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 
 swift build --build-tests "$@"
 export SPILLWAY_BIN="$(swift build --show-bin-path)/spillway"
-swift test --skip-build "$@"
+swift test --skip-build "$@" 2>&1 | tee "$work/swift-test.log"
+# One plain closing line for whatever reads this output: Swift Testing's count (XCTest runs no tests here).
+passed=$(sed -n 's/.*Test run with \([0-9]*\) tests\{0,1\} .* passed after.*/\1/p' "$work/swift-test.log" | tail -n 1)
+[ -n "$passed" ] || { echo "swift test reported no passing test run" >&2; exit 1; }
+echo "$passed" > "${SPILLWAY_TEST_SUMMARY:-/dev/null}"
+echo "tests: $passed passed, 0 failed"
