@@ -55,18 +55,13 @@ struct Install: AsyncParsableCommand {
             let config = try options.load()
             let logger = makeLogger(config.log)
             // Fail fast: an installer that retries hides a wrong URL.
-            let connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-install")
-            let report: InstallReport
-            do {
+            let report = try await PostgresConnection.withConnection(url: config.database.url, applicationName: "spillway-install") {
+                connection in
                 switch config.source.kind {
-                case .auditLog: report = try await AuditLogInstaller(config: config, logger: logger).install(on: connection)
-                case .replication: report = try await ReplicationInstaller(config: config, logger: logger).install(on: connection)
+                case .auditLog: try await AuditLogInstaller(config: config, logger: logger).install(on: connection)
+                case .replication: try await ReplicationInstaller(config: config, logger: logger).install(on: connection)
                 }
-            } catch {
-                await connection.close()
-                throw error
             }
-            await connection.close()
             let audit = AuditLogSchema(config: config).auditTable
             if config.source.kind == .replication {
                 let settings = config.source.replication
@@ -135,15 +130,9 @@ struct Status: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let config = try options.load()
-            let connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-status")
-            let report: StatusReport
-            do {
-                report = try await StatusReport.load(config: config, on: connection)
-            } catch {
-                await connection.close()
-                throw error
+            let report = try await PostgresConnection.withConnection(url: config.database.url, applicationName: "spillway-status") {
+                try await StatusReport.load(config: config, on: $0)
             }
-            await connection.close()
             print(json ? JSONEncoding.string(report.json) : report.text)
         }
     }
@@ -157,16 +146,15 @@ struct Reset: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let config = try options.load()
-            let connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-reset")
-            defer { _ = connection }
-            let lock = try await connection.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])
-            guard lock.first?[0] == "t" else {
-                await connection.close()
-                throw FatalError("consumer '\(config.consumer)' is running; stop it before resetting")
+            let found = try await PostgresConnection.withConnection(url: config.database.url, applicationName: "spillway-reset") {
+                connection in
+                let lock = try await connection.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])
+                guard lock.first?[0] == "t" else {
+                    throw FatalError("consumer '\(config.consumer)' is running; stop it before resetting")
+                }
+                return try await CheckpointStore(schema: config.schema)
+                    .reset(consumer: config.consumer, includingHistory: config.source.history == .include, on: connection)
             }
-            let found = try await CheckpointStore(schema: config.schema)
-                .reset(consumer: config.consumer, includingHistory: config.source.history == .include, on: connection)
-            await connection.close()
             guard found else {
                 throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed",
                                   fix: "run `spillway install --config FILE` first")
@@ -187,8 +175,8 @@ struct Uninstall: AsyncParsableCommand {
         try await reportingErrors {
             let config = try options.load()
             let logger = makeLogger(config.log)
-            let connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-uninstall")
-            do {
+            try await PostgresConnection.withConnection(url: config.database.url, applicationName: "spillway-uninstall") {
+                connection in
                 if try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: connection) {
                     let others = try await CheckpointStore(schema: config.schema).loadAll(on: connection)
                         .map(\.consumer).filter { $0 != config.consumer }
@@ -201,11 +189,7 @@ struct Uninstall: AsyncParsableCommand {
                 case .auditLog: try await AuditLogInstaller(config: config, logger: logger).uninstall(on: connection)
                 case .replication: try await ReplicationInstaller(config: config, logger: logger).uninstall(on: connection)
                 }
-            } catch {
-                await connection.close()
-                throw error
             }
-            await connection.close()
             print("removed Spillway's triggers and schema '\(config.schema)'")
         }
     }

@@ -72,16 +72,11 @@ public enum DeadLetterCommands {
 
     private static func withStore<T>(_ config: SpillwayConfig,
                                      _ body: (DeadLetterStore, PostgresConnection) async throws -> T) async throws -> T {
-        let connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-dead-letters")
         let store = DeadLetterStore(schema: config.schema)
-        do {
+        return try await PostgresConnection.withConnection(url: config.database.url, applicationName: "spillway-dead-letters") {
+            connection in
             try await store.createTable(on: connection)
-            let result = try await body(store, connection)
-            await connection.close()
-            return result
-        } catch {
-            await connection.close()
-            throw error
+            return try await body(store, connection)
         }
     }
 }

@@ -114,8 +114,7 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
 /// checkpoint, runs `body`, and closes the connection (the lock goes with it) however `body` ends.
 func withConsumerSession(_ config: SpillwayConfig,
                          _ body: (PostgresConnection, CheckpointRecord) async throws -> Void) async throws {
-    let control = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-checkpoint")
-    do {
+    try await PostgresConnection.withConnection(url: config.database.url, applicationName: "spillway-checkpoint") { control in
         let lock = try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])
         guard lock.first?[0] == "t" else {
             throw FatalError("consumer '\(config.consumer)' is already running elsewhere (it holds its advisory lock). "
@@ -128,9 +127,5 @@ func withConsumerSession(_ config: SpillwayConfig,
                               fix: "run `spillway install --config FILE` first")
         }
         try await body(control, record)
-    } catch {
-        await control.close()
-        throw error
     }
-    await control.close()
 }

@@ -97,6 +97,21 @@ public final class PostgresConnection: @unchecked Sendable {
         return connection
     }
 
+    /// Connects, runs `body`, and closes the connection however `body` ends.
+    public static func withConnection<T>(url: String, applicationName: String,
+                                         _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        let connection = try await connect(url: url, applicationName: applicationName)
+        let result: T
+        do {
+            result = try await body(connection)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        await connection.close()
+        return result
+    }
+
     /// Runs one statement with text parameters (`$1`...). Parameters travel separately from the SQL, so no
     /// value is ever spliced into it.
     @discardableResult

@@ -128,19 +128,12 @@ func drainOnce(_ config: SpillwayConfig) async throws {
 }
 
 func install(_ config: SpillwayConfig, on database: TestDatabase) async throws -> InstallReport {
-    let connection = try await database.connect()
-    let report: InstallReport
-    do {
+    try await PostgresConnection.withConnection(url: database.url, applicationName: "spillway-tests") { connection in
         switch config.source.kind {
-        case .auditLog: report = try await AuditLogInstaller(config: config, logger: TestEnvironment.logger).install(on: connection)
-        case .replication: report = try await ReplicationInstaller(config: config, logger: TestEnvironment.logger).install(on: connection)
+        case .auditLog: try await AuditLogInstaller(config: config, logger: TestEnvironment.logger).install(on: connection)
+        case .replication: try await ReplicationInstaller(config: config, logger: TestEnvironment.logger).install(on: connection)
         }
-    } catch {
-        await connection.close()
-        throw error
     }
-    await connection.close()
-    return report
 }
 
 /// The events a JSONL sink holds, in file order.
