@@ -40,3 +40,30 @@ public struct KafkaDeliveryResult: Sendable, Hashable {
         self.offset = offset
     }
 }
+
+/// A batch librdkafka holds; `delivered()` waits for the cluster's acknowledgements.
+public final class KafkaPendingDelivery: Sendable {
+    let batch: PendingBatch
+    private let topics: [String]
+
+    init(batch: PendingBatch, messages: [KafkaOutgoingMessage]) {
+        self.batch = batch
+        self.topics = messages.map(\.topic)
+    }
+
+    /// Where each message was stored, in the order enqueued, once every one is acknowledged. Throws if any
+    /// failed: the error names the first failure (not counting messages skipped because of it) and how
+    /// many failed.
+    public func delivered() async throws(KafkaSinkError) -> [KafkaDeliveryResult] {
+        let outcomes = await batch.outcomes()
+        guard !outcomes.failures.isEmpty else {
+            return topics.indices.map {
+                KafkaDeliveryResult(topic: topics[$0], partition: outcomes.partitions[$0], offset: outcomes.offsets[$0])
+            }
+        }
+        let failures = outcomes.failures.sorted { $0.key < $1.key }
+        let (index, first) = failures.first(where: { $0.value.code != .notEnqueued }) ?? failures[0]
+        let error = first.atMessage(index)
+        throw topics.count == 1 ? error : error.first(of: failures.count, in: topics.count)
+    }
+}

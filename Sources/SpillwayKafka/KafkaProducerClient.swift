@@ -133,22 +133,30 @@ public final class KafkaProducerClient: @unchecked Sendable {
     /// bounded by `message.timeout.ms`.
     public func send(_ messages: [KafkaOutgoingMessage]) async throws(KafkaSinkError) -> [KafkaDeliveryResult] {
         guard !messages.isEmpty else { return [] }
+        return try await enqueue(messages).delivered()
+    }
+
+    /// Hands `messages` to librdkafka, in order, and returns once it holds all of them (it may wait for
+    /// room in librdkafka's queue); `delivered()` on the result then waits for the acknowledgements.
+    ///
+    /// Batches enqueued one after another keep their order per partition, also across librdkafka's own
+    /// retries (the producer is idempotent), so a caller may enqueue the next batch before the previous
+    /// one is acknowledged. If a batch fails, batches enqueued after it may still succeed: to keep
+    /// per-key order, send the failed batch and every later one again, in order.
+    public func enqueue(_ messages: [KafkaOutgoingMessage]) async throws(KafkaSinkError) -> KafkaPendingDelivery {
         guard !isClosed.load(ordering: .acquiring) else { throw .closed() }
-        let outcomes = await withCheckedContinuation { continuation in
-            let tokens = context.tracker.register(count: messages.count, continuation: continuation)
-            workQueue.async { self.enqueue(messages, tokens: tokens) }
+        let pending = KafkaPendingDelivery(batch: context.tracker.register(count: max(1, messages.count)), messages: messages)
+        if messages.isEmpty {
+            context.tracker.complete(pending.batch.token(at: 0), with: .stored(partition: -1, offset: -1))
+            return pending
         }
-        var delivered: [KafkaDeliveryResult] = []
-        delivered.reserveCapacity(outcomes.count)
-        var failures: [KafkaSinkError] = []
-        for (index, outcome) in outcomes.enumerated() {
-            switch outcome {
-            case .success(let result): delivered.append(result)
-            case .failure(let error): failures.append(error.atMessage(index))
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            workQueue.async {
+                self.enqueue(messages, batch: pending.batch)
+                continuation.resume()
             }
         }
-        guard let first = failures.first(where: { $0.code != .notEnqueued }) ?? failures.first else { return delivered }
-        throw messages.count == 1 ? first : first.first(of: failures.count, in: messages.count)
+        return pending
     }
 
     /// Produces one message and waits for its acknowledgement; see `send(_:)` for batches.
@@ -195,16 +203,16 @@ public final class KafkaProducerClient: @unchecked Sendable {
 
     // MARK: - Enqueueing (on workQueue)
 
-    private func enqueue(_ messages: [KafkaOutgoingMessage], tokens: Range<UInt>) {
+    private func enqueue(_ messages: [KafkaOutgoingMessage], batch: PendingBatch) {
         // close() sets the flag before queueing its flush behind this block: a block that
         // sees it set runs after that flush, so its messages would never be reported.
         guard !isClosed.load(ordering: .acquiring) else {
-            for token in tokens { context.tracker.complete(token, with: .failure(.closed())) }
+            for index in messages.indices { context.tracker.complete(batch.token(at: index), with: .failed(.closed())) }
             return
         }
         var index = 0
         while index < messages.count {
-            let token = tokens.lowerBound + UInt(index)
+            let token = batch.token(at: index)
             let code = produce(messages[index], token: token)
             switch code {
             case RD_KAFKA_RESP_ERR_NO_ERROR:
@@ -216,13 +224,13 @@ public final class KafkaProducerClient: @unchecked Sendable {
                 _ = rd_kafka_poll(handle.raw, 10)
             default:
                 context.tracker.complete(
-                    token, with: .failure(.delivery(code, topic: messages[index].topic, kafka: handle.raw)))
+                    token, with: .failed(.delivery(code, topic: messages[index].topic, kafka: handle.raw)))
                 // Stop here so a later message with the same key cannot overtake this one.
                 let skipped = KafkaSinkError(
                     .notEnqueued,
                     problem: "message not sent because an earlier message in its batch failed",
                     fix: "fix the earlier failure and retry the batch")
-                for later in tokens.dropFirst(index + 1) { context.tracker.complete(later, with: .failure(skipped)) }
+                for later in index + 1..<messages.count { context.tracker.complete(batch.token(at: later), with: .failed(skipped)) }
                 return
             }
         }
@@ -240,13 +248,15 @@ public final class KafkaProducerClient: @unchecked Sendable {
         let code = message.topic.withCString { topic in
             withBytes(message.key) { key, keyLength in
                 withBytes(message.value) { value, valueLength in
-                    var fields: [rd_kafka_vu_t] = []
-                    fields.reserveCapacity(6)
+                    // At most six fields, on the stack: this runs once per record.
+                    withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 6) { fields in
+                    var count = 0
                     func field(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) {
                         var field = rd_kafka_vu_t()
                         field.vtype = type
                         set(&field)
-                        fields.append(field)
+                        fields.initializeElement(at: count, to: field)
+                        count += 1
                     }
                     field(RD_KAFKA_VTYPE_TOPIC) { $0.u.cstr = topic }
                     field(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
@@ -258,9 +268,11 @@ public final class KafkaProducerClient: @unchecked Sendable {
                         field(RD_KAFKA_VTYPE_VALUE) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value); $0.u.mem.size = valueLength }
                     }
                     if let headers { field(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers } }
-                    guard let error = rd_kafka_produceva(handle.raw, fields, fields.count) else { return RD_KAFKA_RESP_ERR_NO_ERROR }
+                    defer { fields.baseAddress!.deinitialize(count: count) }
+                    guard let error = rd_kafka_produceva(handle.raw, fields.baseAddress, count) else { return RD_KAFKA_RESP_ERR_NO_ERROR }
                     defer { rd_kafka_error_destroy(error) }
                     return rd_kafka_error_code(error)
+                    }
                 }
             }
         }
@@ -287,12 +299,12 @@ private final class CallbackContext: Sendable {
 
     func deliveryReport(_ message: rd_kafka_message_t, kafka: OpaquePointer?) {
         let token = UInt(bitPattern: message._private)
-        let topic = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "?"
         guard message.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-            tracker.complete(token, with: .failure(.delivery(message.err, topic: topic, kafka: kafka)))
+            let topic = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "?"
+            tracker.complete(token, with: .failed(.delivery(message.err, topic: topic, kafka: kafka)))
             return
         }
-        tracker.complete(token, with: .success(KafkaDeliveryResult(topic: topic, partition: message.partition, offset: message.offset)))
+        tracker.complete(token, with: .stored(partition: message.partition, offset: message.offset))
     }
 
     func clientError(_ kafka: OpaquePointer?, code: Int32, reason: String) {

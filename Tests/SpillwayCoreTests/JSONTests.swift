@@ -83,6 +83,12 @@ struct JSONTests {
         #expect(JSONEncoding.string(value) == "\"say \\\"hi\\\" \\\\ path\\n\\r\\t\\u0000\\u0001\\u0008\\u000c\\u001b\\u001f /\u{7F}é\"")
     }
 
+    @Test(arguments: [("", #""""#), ("\"", #""\"""#), ("\n", #""\n""#), ("a\\", #""a\\""#), ("\tb", #""\tb""#),
+                      ("\"\"", #""\"\"""#), ("plain text", #""plain text""#)])
+    func escapesAtEitherEndAndBetweenRuns(raw: String, encoded: String) {
+        #expect(JSONEncoding.string(.string(raw)) == encoded)
+    }
+
     @Test func escapedStringsRoundTrip() throws {
         let original = JSONValue.string("tab\tquote\"nul\u{00}esc\u{1B}emoji\u{1F600}")
         let encoded = JSONEncoding.string(original)

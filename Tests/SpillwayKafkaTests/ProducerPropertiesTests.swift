@@ -57,30 +57,43 @@ import Testing
 }
 
 @Suite struct DeliveryTrackerTests {
-    @Test func resumesOnceEveryMessageCompletedInAnyOrder() async {
+    @Test func settlesOnceEveryMessageCompletedInAnyOrder() async {
         let tracker = DeliveryTracker()
-        let outcomes = await withCheckedContinuation { continuation in
-            let tokens = tracker.register(count: 3, continuation: continuation)
-            #expect(!tokens.contains(0))
-            for token in tokens.reversed() {
-                let partition = Int32(token - tokens.lowerBound)
-                tracker.complete(token, with: .success(KafkaDeliveryResult(topic: "t", partition: partition, offset: 7)))
-                tracker.complete(token, with: .failure(.closed()))  // a second report is ignored
-            }
+        let batch = tracker.register(count: 3)
+        let other = tracker.register(count: 1)
+        #expect(batch.token(at: 0) != 0 && batch.token(at: 0) != other.token(at: 0))
+        for index in [2, 0, 1] {
+            tracker.complete(batch.token(at: index), with: .stored(partition: Int32(index), offset: 7))
+            tracker.complete(batch.token(at: index), with: .failed(.closed()))  // a second report is ignored
         }
-        #expect(outcomes.map { try? $0.get().partition } == [0, 1, 2])
+        let outcomes = await batch.outcomes()
+        #expect(outcomes.partitions == [0, 1, 2])
+        #expect(outcomes.failures.isEmpty)
+        #expect(tracker.pendingCount == 1)  // `other` is still waiting
+        tracker.complete(other.token(at: 0), with: .failed(.closed()))
+        #expect(await other.outcomes().failures.keys.sorted() == [0])
         #expect(tracker.pendingCount == 0)
+    }
+
+    @Test func waiterBeforeTheLastReportIsWoken() async {
+        let tracker = DeliveryTracker()
+        let batch = tracker.register(count: 2)
+        async let outcomes = batch.outcomes()
+        tracker.complete(batch.token(at: 1), with: .stored(partition: 4, offset: 1))
+        try? await Task.sleep(for: .milliseconds(20))
+        tracker.complete(batch.token(at: 0), with: .stored(partition: 3, offset: 2))
+        #expect(await outcomes.offsets == [2, 1])
     }
 
     @Test func failAllCompletesPendingBatches() async {
         let tracker = DeliveryTracker()
-        let outcomes = await withCheckedContinuation { continuation in
-            let tokens = tracker.register(count: 2, continuation: continuation)
-            tracker.complete(tokens.lowerBound, with: .success(KafkaDeliveryResult(topic: "t", partition: 0, offset: 0)))
-            tracker.failAll(with: .closed())
-        }
-        #expect((try? outcomes[0].get()) != nil)
-        #expect(throws: KafkaSinkError.self) { try outcomes[1].get() }
+        let batch = tracker.register(count: 2)
+        tracker.complete(batch.token(at: 0), with: .stored(partition: 0, offset: 0))
+        tracker.failAll(with: .closed())
+        let outcomes = await batch.outcomes()
+        #expect(outcomes.offsets[0] == 0)
+        #expect(outcomes.failures.keys.sorted() == [1])
+        #expect(tracker.pendingCount == 0)
     }
 }
 

@@ -103,17 +103,23 @@ public enum TopicName {
 
     public static func isAllowed(_ c: Character) -> Bool {
         guard let ascii = c.asciiValue else { return false }
-        switch ascii {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        return isAllowed(ascii)
+    }
+
+    static func isAllowed(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
             return true
         default:
-            return c == "." || c == "_" || c == "-"
+            return false
         }
     }
 
     /// `text` with every character Kafka does not allow replaced by `_`.
     public static func sanitized(_ text: String) -> String {
-        String(text.map { isAllowed($0) ? $0 : "_" })
+        if text.utf8.allSatisfy(isAllowed) { return text }
+        return String(text.map { isAllowed($0) ? $0 : "_" })
     }
 
     /// What is wrong with `name` as a topic name, or nil when it is valid.
