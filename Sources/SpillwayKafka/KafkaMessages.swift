@@ -1,3 +1,5 @@
+import Synchronization
+
 /// One Kafka record header. Names need not be unique; order is kept.
 public struct KafkaHeader: Sendable, Hashable {
     public var name: String
@@ -41,29 +43,67 @@ public struct KafkaDeliveryResult: Sendable, Hashable {
     }
 }
 
-/// A batch librdkafka holds; `delivered()` waits for the cluster's acknowledgements.
+/// A batch handed to the producer; `delivered()` waits for the cluster's acknowledgements.
 public final class KafkaPendingDelivery: Sendable {
-    let batch: PendingBatch
-    private let topics: [String]
-
-    init(batch: PendingBatch, messages: [KafkaOutgoingMessage]) {
-        self.batch = batch
-        self.topics = messages.map(\.topic)
+    private enum Stage {
+        case building
+        case enqueued(PendingBatch, topics: [String])
+        case refused(KafkaSinkError)
     }
 
-    /// Where each message was stored, in the order enqueued, once every one is acknowledged. Throws if any
-    /// failed: the error names the first failure (not counting messages skipped because of it) and how
-    /// many failed.
-    public func delivered() async throws(KafkaSinkError) -> [KafkaDeliveryResult] {
-        let outcomes = await batch.outcomes()
-        guard !outcomes.failures.isEmpty else {
-            return topics.indices.map {
-                KafkaDeliveryResult(topic: topics[$0], partition: outcomes.partitions[$0], offset: outcomes.offsets[$0])
-            }
+    private struct State {
+        var stage = Stage.building
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    init() {}
+
+    func accept(_ batch: PendingBatch, topics: [String]) { settle(.enqueued(batch, topics: topics)) }
+
+    func refuse(_ error: KafkaSinkError) { settle(.refused(error)) }
+
+    private func settle(_ stage: Stage) {
+        let waiters = state.withLock { state in
+            state.stage = stage
+            defer { state.waiters = [] }
+            return state.waiters
         }
-        let failures = outcomes.failures.sorted { $0.key < $1.key }
-        let (index, first) = failures.first(where: { $0.value.code != .notEnqueued }) ?? failures[0]
-        let error = first.atMessage(index)
-        throw topics.count == 1 ? error : error.first(of: failures.count, in: topics.count)
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Where each message was stored, in the order built, once every one is acknowledged. Throws if the
+    /// batch could not be built or any message failed: the error names the first failure (not counting
+    /// messages skipped because of it) and how many failed.
+    public func delivered() async throws(KafkaSinkError) -> [KafkaDeliveryResult] {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { state in
+                if case .building = state.stage {
+                    state.waiters.append(continuation)
+                    return false
+                }
+                return true
+            }
+            if ready { continuation.resume() }
+        }
+        let stage = state.withLock { $0.stage }
+        switch stage {
+        case .building:
+            preconditionFailure("woken before the batch was built")
+        case .refused(let error):
+            throw error
+        case .enqueued(let batch, let topics):
+            let outcomes = await batch.outcomes()
+            guard !outcomes.failures.isEmpty else {
+                return topics.indices.map {
+                    KafkaDeliveryResult(topic: topics[$0], partition: outcomes.partitions[$0], offset: outcomes.offsets[$0])
+                }
+            }
+            let failures = outcomes.failures.sorted { $0.key < $1.key }
+            let (index, first) = failures.first(where: { $0.value.code != .notEnqueued }) ?? failures[0]
+            let error = first.atMessage(index)
+            throw topics.count == 1 ? error : error.first(of: failures.count, in: topics.count)
+        }
     }
 }

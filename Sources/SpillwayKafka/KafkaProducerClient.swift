@@ -20,6 +20,8 @@ public final class KafkaProducerClient: @unchecked Sendable {
     private let workQueue = DispatchQueue(label: "spillway.kafka.produce")
     private let isClosed = Atomic(false)
     private let logger: Logger
+    /// Topic handles made by `prepare`, destroyed before the client handle.
+    private let preparedTopics = Mutex<[String: TopicHandle]>([:])
 
     /// Creates a producer from librdkafka properties (see librdkafka's CONFIGURATION.md).
     ///
@@ -118,9 +120,58 @@ public final class KafkaProducerClient: @unchecked Sendable {
                 "Kafka producer dropped with messages outstanding; they will not be delivered. Please call close().",
                 metadata: [LogKey.outstanding: "\(outstanding)"])
         }
+        for topic in preparedTopics.withLock({ Array($0.values) }) { rd_kafka_topic_destroy(topic.raw) }
         // Blocks until librdkafka's threads have stopped; no callback runs after it returns.
         rd_kafka_destroy(handle.raw)
         context.tracker.failAll(with: .closed())
+    }
+
+    /// Asks the cluster about `topics` now, so the first records to them are not held until librdkafka's
+    /// next periodic metadata refresh (up to a second), and returns what the cluster said was wrong with
+    /// each topic that has a problem (e.g. it does not exist and auto-creation is off). Stops asking once
+    /// `timeout` has passed and reports the remaining topics as unreachable then.
+    public func prepare(topics: [String], timeout: Duration) async -> [String: KafkaSinkError] {
+        let deadline = ContinuousClock.now + timeout
+        var problems: [String: KafkaSinkError] = [:]
+        for topic in topics {
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .zero else {
+                problems[topic] = .metadataTimedOut(topic: topic, after: timeout, lastError: lastClientError)
+                continue
+            }
+            let code = await withCheckedContinuation { continuation in
+                // rd_kafka_metadata blocks; keep it off the produce queue and the cooperative pool.
+                DispatchQueue.global().async { continuation.resume(returning: self.lookUp(topic, timeout: remaining)) }
+            }
+            switch code {
+            case RD_KAFKA_RESP_ERR_NO_ERROR: break
+            case RD_KAFKA_RESP_ERR__TIMED_OUT, RD_KAFKA_RESP_ERR__TRANSPORT:
+                problems[topic] = .metadataTimedOut(topic: topic, after: timeout, lastError: lastClientError)
+            default:
+                problems[topic] = .delivery(code, topic: topic, kafka: handle.raw)
+            }
+        }
+        return problems
+    }
+
+    /// One blocking metadata request for `topic`; the topic's handle is kept so librdkafka keeps what it
+    /// learnt.
+    private func lookUp(_ topic: String, timeout: Duration) -> rd_kafka_resp_err_t {
+        let topicHandle = preparedTopics.withLock { prepared -> TopicHandle? in
+            if let existing = prepared[topic] { return existing }
+            guard let created = rd_kafka_topic_new(handle.raw, topic, nil) else { return nil }
+            prepared[topic] = TopicHandle(raw: created)
+            return prepared[topic]
+        }
+        guard let topicHandle else { return rd_kafka_last_error() }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let code = rd_kafka_metadata(handle.raw, 0, topicHandle.raw, &metadata, timeout.clampedMilliseconds)
+        guard code == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return code }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        guard metadata.pointee.topic_cnt > 0 else { return RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC }
+        let found = metadata.pointee.topics[0]
+        if found.err == RD_KAFKA_RESP_ERR_NO_ERROR, found.partition_cnt == 0 { return RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION }
+        return found.err
     }
 
     /// Produces `messages` and waits until the cluster acknowledged every one of them.
@@ -133,27 +184,39 @@ public final class KafkaProducerClient: @unchecked Sendable {
     /// bounded by `message.timeout.ms`.
     public func send(_ messages: [KafkaOutgoingMessage]) async throws(KafkaSinkError) -> [KafkaDeliveryResult] {
         guard !messages.isEmpty else { return [] }
-        return try await enqueue(messages).delivered()
+        return try await enqueue { messages }.delivered()
     }
 
-    /// Hands `messages` to librdkafka, in order, and returns once it holds all of them (it may wait for
-    /// room in librdkafka's queue); `delivered()` on the result then waits for the acknowledgements.
+    /// Builds a batch with `makeMessages` and hands it to librdkafka on the producer's serial queue, then
+    /// returns at once; `delivered()` on the result waits for the cluster's acknowledgements. Building off
+    /// the caller's task lets a pipeline decode its next batch meanwhile.
     ///
-    /// Batches enqueued one after another keep their order per partition, also across librdkafka's own
-    /// retries (the producer is idempotent), so a caller may enqueue the next batch before the previous
-    /// one is acknowledged. If a batch fails, batches enqueued after it may still succeed: to keep
-    /// per-key order, send the failed batch and every later one again, in order.
-    public func enqueue(_ messages: [KafkaOutgoingMessage]) async throws(KafkaSinkError) -> KafkaPendingDelivery {
-        guard !isClosed.load(ordering: .acquiring) else { throw .closed() }
-        let pending = KafkaPendingDelivery(batch: context.tracker.register(count: max(1, messages.count)), messages: messages)
-        if messages.isEmpty {
-            context.tracker.complete(pending.batch.token(at: 0), with: .stored(partition: -1, offset: -1))
+    /// Batches are built and enqueued in the order of `enqueue` calls and keep that order per partition,
+    /// also across librdkafka's own retries (the producer is idempotent), so a caller may enqueue the next
+    /// batch before the previous one is acknowledged. If a batch fails, batches enqueued after it may still
+    /// succeed: to keep per-key order, send the failed batch and every later one again, in order.
+    public func enqueue(
+        building makeMessages: @escaping @Sendable () throws(KafkaSinkError) -> [KafkaOutgoingMessage]
+    ) -> KafkaPendingDelivery {
+        let pending = KafkaPendingDelivery()
+        guard !isClosed.load(ordering: .acquiring) else {
+            pending.refuse(.closed())
             return pending
         }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            workQueue.async {
-                self.enqueue(messages, batch: pending.batch)
-                continuation.resume()
+        workQueue.async {
+            let messages: [KafkaOutgoingMessage]
+            do throws(KafkaSinkError) {
+                messages = try makeMessages()
+            } catch {
+                pending.refuse(error)
+                return
+            }
+            let batch = self.context.tracker.register(count: max(1, messages.count))
+            pending.accept(batch, topics: messages.map(\.topic))
+            if messages.isEmpty {
+                self.context.tracker.complete(batch.token(at: 0), with: .stored(partition: -1, offset: -1))
+            } else {
+                self.enqueue(messages, batch: batch)
             }
         }
         return pending
@@ -343,6 +406,11 @@ private struct Handle: @unchecked Sendable {
     init(_ raw: OpaquePointer) { self.raw = raw }
 }
 
+/// A topic handle from rd_kafka_topic_new; librdkafka's topic handles are thread-safe.
+private struct TopicHandle: @unchecked Sendable {
+    let raw: OpaquePointer
+}
+
 /// Serves delivery reports, errors and logs by calling rd_kafka_poll on a dedicated queue.
 private final class PollLoop: Sendable {
     private let shouldStop = Atomic(false)
@@ -386,6 +454,14 @@ extension KafkaSinkError {
         KafkaSinkError(
             .closed, problem: "the Kafka producer is closed",
             fix: "do not send after close(); create a new producer to continue")
+    }
+
+    fileprivate static func metadataTimedOut(topic: String, after timeout: Duration, lastError: String?) -> KafkaSinkError {
+        KafkaSinkError(
+            .deliveryTimedOut,
+            problem: "the cluster did not describe topic '\(topic)' within \(timeout)"
+                + (lastError.map { " (last broker error: \($0))" } ?? ""),
+            fix: "check that the brokers in `bootstrap.servers` are reachable")
     }
 
     /// Maps a librdkafka error for a message to `topic` to an error that says what to change.

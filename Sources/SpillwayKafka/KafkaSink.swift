@@ -5,11 +5,12 @@ import Synchronization
 /// Sends change events to Kafka: one record per event, keyed by the row's primary key, on an idempotent
 /// producer with `acks=all`.
 ///
-/// `deliver` returns only when the cluster acknowledged every record of the batch, and throws if any
-/// failed; the pipeline then retries the whole batch, so a record may be written twice (only records of
-/// batches not yet checkpointed), never zero times. Records of one key go to one partition in the order
-/// they were given, and the idempotent producer keeps that order across its own retries.
-public final class KafkaSink: ChangeSink {
+/// A batch's acknowledgement completes only when the cluster acknowledged every record of it, and fails if
+/// any failed; the pipeline then delivers that batch and all later ones again, so a record may be written
+/// twice (only records of batches not yet checkpointed), never zero times. Records of one key go to one
+/// partition in the order they were given, and the idempotent producer keeps that order across its own
+/// retries and across batches in flight together.
+public final class KafkaSink: PipelinedChangeSink, ChangeSinkValidating {
     public let name: String
     private let settings: KafkaSinkSettings
     private let properties: [String: String]
@@ -36,15 +37,50 @@ public final class KafkaSink: ChangeSink {
         try KafkaProducerClient.validate(properties: producerProperties(settings))
     }
 
-    public func deliver(_ batch: [ChangeEvent]) async throws {
-        guard !batch.isEmpty else { return }
-        let records = try Self.records(for: batch, settings: settings)
+    /// Renders the topic of every captured table (each operation's, when the template uses `{op}`; tables
+    /// whose topic depends on `{tenant}` are left to the first record) and asks the cluster about them: a
+    /// name Kafka refuses is a configuration error; a topic the cluster does not have, or a cluster that
+    /// does not answer, is logged and delivery goes on (it retries until the topic exists).
+    public func validate(tables: [TableInfo]) async throws {
+        var topics: [String] = []
+        for table in tables {
+            let template = settings.template(schema: table.schema, table: table.name)
+            guard !template.placeholders.contains(.tenant) else { continue }
+            let operations: [ChangeEvent.Operation] = template.placeholders.contains(.op) ? [.insert, .update, .delete, .truncate] : [.insert]
+            for op in operations {
+                let sample = ChangeEvent(id: "", op: op, schema: table.schema, table: table.name, position: "")
+                do {
+                    let topic = try Self.topic(for: sample, settings: settings)
+                    if !topics.contains(topic) { topics.append(topic) }
+                } catch {
+                    throw ConfigError(key: "sinks[] '\(name)' topic", problem: error.problem, fix: error.fix)
+                }
+            }
+        }
         let client = producer.withLock { $0 }
-        do {
-            _ = try await client.send(records.messages)
-        } catch {
-            if error.code == .fatal || client.hasFatalError { await replaceProducer(client) }
-            throw describe(error, batch: batch, records: records, client: client)
+        let problems = await client.prepare(topics: topics, timeout: .seconds(5))
+        for (topic, problem) in problems.sorted(by: { $0.key < $1.key }) {
+            logger.warning("Kafka topic not ready; its records wait and are retried until it is", metadata: [
+                "topic": "\(topic)", "error": "\(problem)",
+            ])
+        }
+    }
+
+    /// Hands the batch to the producer, which builds its records and enqueues them behind those of earlier
+    /// batches off the caller's task; the acknowledgement completes when the cluster stored every record
+    /// (see `KafkaProducerClient.enqueue`).
+    public func submit(_ batch: [ChangeEvent]) async throws -> SinkAcknowledgement {
+        guard !batch.isEmpty else { return .immediate }
+        let client = producer.withLock { $0 }
+        let settings = settings
+        let pending = client.enqueue { () throws(KafkaSinkError) in try Self.records(for: batch, settings: settings).messages }
+        return SinkAcknowledgement {
+            do throws(KafkaSinkError) {
+                _ = try await pending.delivered()
+            } catch {
+                if error.code == .fatal || client.hasFatalError { await self.replaceProducer(client) }
+                throw self.describe(error, batch: batch, client: client)
+            }
         }
     }
 
@@ -54,9 +90,11 @@ public final class KafkaSink: ChangeSink {
 
     /// Names the event behind the failed record, and for a timeout the brokers and librdkafka's last
     /// complaint about them (a timeout alone does not say whether the brokers are unreachable).
-    private func describe(_ error: KafkaSinkError, batch: [ChangeEvent], records: Records, client: KafkaProducerClient) -> KafkaSinkError {
+    private func describe(_ error: KafkaSinkError, batch: [ChangeEvent], client: KafkaProducerClient) -> KafkaSinkError {
         var described = error
-        if let index = error.messageIndex, records.eventIndices.indices.contains(index) {
+        // Records are rebuilt only on this path: they map the failed record back to its event.
+        if let index = error.messageIndex, let records = try? Self.records(for: batch, settings: settings),
+           records.eventIndices.indices.contains(index) {
             let event = batch[records.eventIndices[index]]
             described = described.withProblem { "event \(event.id) (\(event.qualifiedTable)): \($0)" }
         }

@@ -82,6 +82,7 @@ struct ConfigTests {
                   audit_table: app.audit_trail
                   poll_interval: 250ms
                   batch_size: 500
+                  max_in_flight_batches: 16
                   history: skip
                   prune: true
                   notify: off
@@ -112,6 +113,7 @@ struct ConfigTests {
         #expect(config.source.auditTable == QualifiedName(schema: "app", name: "audit_trail"))
         #expect(config.source.pollInterval == .milliseconds(250))
         #expect(config.source.batchSize == 500)
+        #expect(config.source.maxInFlightBatches == 16)
         #expect(config.source.history == .skip)
         #expect(config.source.prune == true)
         #expect(config.source.notify == false)
@@ -200,7 +202,7 @@ struct ConfigTests {
         #expect(error.problem == "unknown key")
         #expect(error.fix == """
             did you mean 'poll_interval'? known keys here: audit_table, batch_size, heartbeat, history, kind, \
-            max_retained_wal, messages, notify, poll_interval, prune, publication, slot, tables, tenant_column, tenant_columns
+            max_in_flight_batches, max_retained_wal, messages, notify, poll_interval, prune, publication, slot, tables, tenant_column, tenant_columns
             """)
     }
 
@@ -298,6 +300,16 @@ struct ConfigTests {
         #expect(error.key == "source.batch_size")
         #expect(error.problem == "'\(text)' is not a whole number in 1...100000")
         #expect(error.fix == "set it to a number such as 1000")
+    }
+
+    @Test func batchesInFlightDefaultToFourAndStayWithinOneToSixtyFour() throws {
+        #expect(try SpillwayConfig.parse(yaml: yaml(source: "  tables: [products]")).source.maxInFlightBatches == 4)
+        #expect(try SpillwayConfig.parse(yaml: yaml(source: "  tables: [products]\n  max_in_flight_batches: 1")).source.maxInFlightBatches == 1)
+        for text in ["0", "65"] {
+            let error = try #require(configError(yaml(source: "  tables: [products]\n  max_in_flight_batches: \(text)")))
+            #expect(error.key == "source.max_in_flight_batches")
+            #expect(error.problem == "'\(text)' is not a whole number in 1...64")
+        }
     }
 
     @Test(arguments: [1, 100_000])

@@ -8,7 +8,7 @@ import Testing
 /// A config file with a JSONL file sink (the reference: what was committed, in delivery order) and a Kafka
 /// sink; returns the config's and the file sink's paths.
 private func writeKafkaConfig(_ db: TestDatabase, tables: [String], kafka: String, fileSink: Bool = true,
-                              kind: String = "audit_log") throws -> (config: String, file: String) {
+                              kind: String = "audit_log", source: String = "") throws -> (config: String, file: String) {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("spillway-kafka-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     let file = dir.appendingPathComponent("reference.jsonl").path
@@ -22,6 +22,7 @@ private func writeKafkaConfig(_ db: TestDatabase, tables: [String], kafka: Strin
           tables: [\(tables.joined(separator: ", "))]
           poll_interval: 100ms
           slot: \(db.slotName(consumer: "kafka"))
+        \(source.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         sinks:
           - name: bus
             kind: kafka
@@ -231,6 +232,69 @@ struct KafkaSinkIntegrationTests {
             #expect(firstOccurrences(keyed) == committed, "per-key order of \(key)")
             #expect(keyed.last == committed.last, "the last record of \(key) is its last change")
         }
+        await app.close()
+        await db.drop()
+    }
+
+    @Test("replication → Kafka with several batches in flight through a broker outage: the checkpoint holds, nothing is lost, each key keeps commit order")
+    func replicationOutageWithBatchesInFlight() async throws {
+        let mock = try await KafkaMockProcess.start(["--brokers", "3", "--topic", "search-sync.public.products:3"])
+        defer { mock.stop() }
+        let db = try await TestDatabase.create()
+        let app = try await db.connect()
+        try await app.execute("CREATE TABLE products (id int PRIMARY KEY, n int)")
+        // Small batches and a wide window: the outage catches many batches between submission and acknowledgement.
+        let (path, file) = try writeKafkaConfig(db, tables: ["public.products"], kafka: """
+            brokers: \(mock.bootstrapServers)
+            timeout: 1s
+            \(fastReconnect)
+            """, kind: "replication", source: "batch_size: 7\nmax_in_flight_batches: 8")
+        #expect(try await SpillwayProcess.run(["install", "--config", path]).code == 0)
+        let runner = try SpillwayProcess(["run", "--config", path])
+
+        for batch in 0..<5 {
+            try await app.execute("INSERT INTO products SELECT g, 0 FROM generate_series(\(batch * 10 + 1), \(batch * 10 + 10)) g")
+        }
+        let before = try await waitForStatus(path, "the first 50 changes to be acknowledged") { $0["events_total"]?.plainText == "50" }
+        let acknowledged = Set(try readEvents(file).map(\.id))
+        #expect(acknowledged.count == 50)
+
+        try await mock.command("down-all")
+        try await app.execute("INSERT INTO products SELECT g, 0 FROM generate_series(51, 100) g")
+        for _ in 0..<5 { try await app.execute("UPDATE products SET n = n + 1") }
+        _ = try await waitForStatus(path, timeout: .seconds(10), "the outage to show as an error") { $0.lastError != nil }
+        try await Task.sleep(for: .seconds(1))
+        let stillDown = try await statusJSON(path)
+        #expect(stillDown.position == before.position, "the checkpoint did not move past unacknowledged changes")
+        #expect(stillDown["events_total"]?.plainText == "50")
+        #expect(stillDown.lastError?.contains("sink 'bus'") == true, "\(stillDown.lastError ?? "")")
+        #expect(runner.process.isRunning)
+
+        try await mock.command("up-all")
+        try await waitForStatus(path, timeout: .seconds(60), "the backlog to drain after the brokers returned") {
+            $0["events_total"]?.plainText == "600"
+        }
+        runner.signal(SIGTERM)
+        #expect(try await runner.wait() == 0, "\(runner.stderr.suffix(2000))")
+
+        // The file sink is sent again what followed the checkpoint too: compare against each change once.
+        let reference = firstOccurrences(try readEvents(file).map(\.id))
+        let events = Dictionary(try readEvents(file).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let records = try await consumeWithKcat(topic: "search-sync.public.products", bootstrap: mock.bootstrapServers)
+        let ids = records.compactMap { $0.header("spillway-id") }
+        #expect(reference.count == 600)
+        #expect(Set(ids) == Set(reference), "every committed change is on the topic")
+        var counts: [String: Int] = [:]
+        for id in ids { counts[id, default: 0] += 1 }
+        #expect(Set(counts.filter { $0.value > 1 }.keys).isDisjoint(with: acknowledged),
+                "changes acknowledged before the outage are never sent again")
+        for (key, keyed) in idsByKey(records) {
+            let committed = reference.filter { events[$0]?.key.map { JSONEncoding.string(.object($0)) } == key }
+            #expect(committed.count == 6, "\(key): its insert and five updates")
+            #expect(firstOccurrences(keyed) == committed, "per-key order of \(key)")
+            #expect(keyed.last == committed.last, "the last record of \(key) is its last change")
+        }
+        #expect(idsByKey(records).count == 100)
         await app.close()
         await db.drop()
     }

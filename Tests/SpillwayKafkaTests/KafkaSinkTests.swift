@@ -153,6 +153,63 @@ struct KafkaSinkClusterTests {
         }
     }
 
+    @Test("batches submitted back to back, before any is acknowledged, keep per-key order across them")
+    func pipelinedBatchesKeepPerKeyOrder() async throws {
+        let cluster = try KafkaMockCluster(brokers: 3)
+        try cluster.createTopic("shop.public.products", partitions: 3)
+        let sink = try KafkaSink(name: "bus", settings: settings(cluster.bootstrapServers, properties: ["linger.ms": "20"]), logger: quiet)
+        let batches = (0..<12).map { batch in
+            (0..<50).map { i in change("\(batch)-\(i)", .update, key: ["id": .number("\(i % 7)")]) }
+        }
+        var acknowledgements: [SinkAcknowledgement] = []
+        for batch in batches { acknowledgements.append(try await sink.submit(batch)) }
+        for acknowledgement in acknowledgements { try await acknowledgement.wait() }
+        try await sink.close()
+
+        let records = try await consumeWithKcat(topic: "shop.public.products", bootstrap: cluster.bootstrapServers)
+        #expect(records.count == 600)
+        let events = batches.flatMap { $0 }
+        for (key, keyed) in Dictionary(grouping: records, by: { $0.key ?? "" }) {
+            let ids = keyed.sorted { $0.offset < $1.offset }.compactMap { $0.headerValue("spillway-id") }
+            #expect(ids == events.filter { text(JSONEncoding.bytes(.object($0.key!))) == key }.map(\.id), "per-key order for \(key)")
+        }
+    }
+
+    @Test("validation looks up each captured table's topic; a topic the cluster lacks is a warning, a name Kafka refuses a config error")
+    func validationLooksUpTopics() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("shop.public.products", partitions: 1)
+        let table = TableInfo(schema: "public", name: "products", columns: [], primaryKey: ["id"])
+        let sink = try KafkaSink(name: "bus", settings: settings(cluster.bootstrapServers), logger: quiet)
+        try await sink.validate(tables: [table])
+        try await sink.close()
+
+        let long = String(repeating: "x", count: 240)
+        let refused = try KafkaSink(name: "bus", settings: settings(cluster.bootstrapServers, prefix: long), logger: quiet)
+        let error = await #expect(throws: ConfigError.self) { try await refused.validate(tables: [table]) }
+        #expect(error?.problem.contains("characters long") == true, "\(String(describing: error))")
+        #expect(error?.fix.contains("sinks[].prefix") == true)
+        try await refused.close()
+    }
+
+    @Test("the cluster's answer about a topic: known, or unreachable within the timeout")
+    func prepareReportsTopicProblems() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("known", partitions: 2)
+        let producer = try KafkaProducerClient(properties: ["bootstrap.servers": cluster.bootstrapServers, "log_level": "0"], logger: quiet)
+        #expect(await producer.prepare(topics: ["known"], timeout: .seconds(5)).isEmpty)
+        try await producer.close()
+
+        let unreachable = try KafkaProducerClient(properties: ["bootstrap.servers": "127.0.0.1:1", "log_level": "0"], logger: quiet)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let problems = await unreachable.prepare(topics: ["a", "b", "c"], timeout: .milliseconds(600))
+        #expect(clock.now - start < .seconds(3), "one deadline for all topics, not one per topic")
+        #expect(problems.keys.sorted() == ["a", "b", "c"])
+        #expect(problems["a"]?.description.contains("did not describe topic 'a'") == true, "\(String(describing: problems["a"]))")
+        try await unreachable.close(timeout: .milliseconds(100))
+    }
+
     @Test func aMessageTooLargeNamesTheEventAndTheSetting() async throws {
         let cluster = try KafkaMockCluster(brokers: 1)
         let sink = try KafkaSink(name: "bus", settings: settings(cluster.bootstrapServers, properties: ["message.max.bytes": "2000"]),

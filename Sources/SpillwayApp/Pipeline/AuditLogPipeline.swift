@@ -20,6 +20,7 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
     private var logger: Logger
     private let checkpoints: CheckpointStore
     public private(set) var deliveredEvents = 0
+    private var latency = DeliveryLatencyLog()
 
     public init(config: SpillwayConfig, fanout: Fanout, options: PipelineOptions = PipelineOptions(), logger: Logger) {
         self.config = config
@@ -32,6 +33,7 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
     }
 
     public func run() async throws {
+        defer { latency.logSummary(logger) }
         try await runReconnecting(logger: logger, retry: options.retry, database: config.database.redactedURL) {
             try await runConnected()
         }
@@ -70,6 +72,7 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
                 try await fanout.deliver(batch.events) { [checkpoints, config] message in
                     await checkpoints.recordError(consumer: config.consumer, message: message, on: control)
                 }
+                latency.recordCommitLatencies(of: batch.events)
             }
             cursor = batch.cursor
             // Empty snapshot advances are saved at most every few seconds: each save is itself a transaction
@@ -84,6 +87,7 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
                     logger.debug("checkpoint saved", metadata: [LogKey.position: "\(last.position)", LogKey.events: "\(batch.events.count)"])
                 }
             }
+            latency.logPeriodically(logger)
             if config.source.prune, clock.now - lastPrune > .seconds(60) {
                 lastPrune = clock.now
                 let deleted = try await retention.prune(on: control)

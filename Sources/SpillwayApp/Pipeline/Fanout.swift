@@ -48,7 +48,7 @@ public struct Fanout: Sendable {
         }
     }
 
-    private func deliver(_ events: [ChangeEvent], to sink: any ChangeSink,
+    func deliver(_ events: [ChangeEvent], to sink: any ChangeSink,
                          onFailure: @escaping @Sendable (String) async -> Void) async throws {
         var attempt = 0
         while true {
@@ -94,6 +94,7 @@ public enum LogKey {
     public static let error = "error"
     public static let retryIn = "retry_in"
     public static let database = "database"
+    public static let commitToAck = "commit_to_ack"
 }
 
 /// How a pipeline (either source) runs.

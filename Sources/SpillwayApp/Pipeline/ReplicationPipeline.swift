@@ -13,6 +13,7 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
     private var logger: Logger
     private let checkpoints: CheckpointStore
     public private(set) var deliveredEvents = 0
+    private var latency = DeliveryLatencyLog()
     static let heartbeatPrefix = "spillway-heartbeat"
 
     public init(config: SpillwayConfig, fanout: Fanout, options: PipelineOptions = .init(), logger: Logger) {
@@ -26,6 +27,7 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
     }
 
     public func run() async throws {
+        defer { latency.logSummary(logger) }
         try await runReconnecting(logger: logger, retry: options.retry, database: config.database.redactedURL) {
             try await runConnected()
         }
@@ -45,8 +47,67 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
         }
     }
 
+    /// A batch read from the slot and already handed to the pipelined sinks.
+    private struct InFlightBatch: Sendable {
+        var batch: ReplicationBatch
+        var submission: FanoutSubmission
+    }
+
+    /// Two stages: a reader that takes batches from the slot and hands them to the pipelined sinks as fast
+    /// as the window allows, and a checkpointer that completes each batch's delivery in order, then saves and
+    /// confirms its position. Up to `source.max_in_flight_batches` batches are between the two, so a
+    /// Kafka cluster's round trip overlaps the next batches instead of stalling the stream.
     private func stream(from reader: ReplicationReader, startingAt start: ReplicationPosition,
                         control: PostgresConnection) async throws {
+        // `--once` stops at a marker written now: everything committed before it has then been delivered.
+        let target: LSN? = options.once ? try await emitHeartbeat(on: control) : nil
+        let window = InFlightWindow(limit: config.source.maxInFlightBatches)
+        let (inFlight, submitted) = AsyncStream.makeStream(of: InFlightBatch.self)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { [self] in
+                defer { submitted.finish() }
+                try await readAndSubmit(from: reader, startingAt: start, until: target, window: window, into: submitted)
+            }
+            do {
+                defer { window.close() }  // nothing is released any more: a reader waiting for room stops
+                try await acknowledgeAndCheckpoint(inFlight, reader: reader, startingAt: start, window: window, control: control)
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+            try await group.waitForAll()
+        }
+        logger.info("stopped", metadata: [LogKey.events: "\(deliveredEvents)"])
+    }
+
+    /// Decoding the next batch overlaps handing the current one to the sinks (building Kafka records costs
+    /// about as much as decoding), so the reader reads one batch ahead, within the window.
+    private func readAndSubmit(from reader: ReplicationReader, startingAt start: ReplicationPosition, until target: LSN?,
+                               window: InFlightWindow, into submitted: AsyncStream<InFlightBatch>.Continuation) async throws {
+        let maximum = config.source.batchSize
+        @Sendable func read() async throws -> ReplicationBatch {
+            try await window.acquire()
+            return try await reader.next(maximum: maximum, wait: .milliseconds(250))
+        }
+        var position = start
+        var batch = try await read()
+        while true {
+            if let next = batch.position { position = next }
+            // Everything up to the marker is read; the checkpointer saves it once delivered. Nothing after it
+            // is read, so nothing is left unconfirmed for the slot to send again.
+            let reachedTarget = target.map { batch.events.isEmpty && position.index == nil && position.commitLSN >= $0 } ?? false
+            let readsOn = !reachedTarget && !Task.isShuttingDownGracefully && !Task.isCancelled
+            async let upcoming = readsOn ? read() : nil
+            let submission = batch.events.isEmpty ? FanoutSubmission.empty : try await fanout.submit(batch.events)
+            submitted.yield(InFlightBatch(batch: batch, submission: submission))
+            guard let next = try await upcoming else { return }
+            batch = next
+        }
+    }
+
+    private func acknowledgeAndCheckpoint(_ inFlight: AsyncStream<InFlightBatch>, reader: ReplicationReader,
+                                          startingAt start: ReplicationPosition, window: InFlightWindow,
+                                          control: PostgresConnection) async throws {
         let clock = ContinuousClock()
         var position = start
         var savedPosition = start
@@ -54,21 +115,15 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
         var lastStatus = clock.now
         var lastHeartbeat = clock.now - .seconds(3600)
         let heartbeat = config.source.replication.heartbeat
-        // `--once` stops at a marker written now: everything committed before it has then been delivered.
-        var target: LSN?
-        if options.once { target = try await emitHeartbeat(on: control) }
-
-        // One batch is read ahead while the current one is delivered: decoding overlaps the sinks' round
-        // trips. Batches still reach the sinks strictly in order, and the checkpoint follows delivery.
-        let maximum = config.source.batchSize
-        var upcoming: ReplicationBatch? = try await reader.next(maximum: maximum, wait: .milliseconds(250))
-        while let batch = upcoming, !Task.isShuttingDownGracefully, !Task.isCancelled {
-            async let readAhead = reader.next(maximum: maximum, wait: .milliseconds(250))
+        for await item in inFlight {
+            let batch = item.batch
             if !batch.events.isEmpty {
-                try await fanout.deliver(batch.events) { [checkpoints, config] message in
+                try await fanout.complete(item.submission) { [checkpoints, config] message in
                     await checkpoints.recordError(consumer: config.consumer, message: message, on: control)
                 }
+                latency.recordCommitLatencies(of: batch.events)
             }
+            window.release()
             if let next = batch.position { position = next }
             if position != savedPosition, !batch.events.isEmpty || clock.now - lastSave > .seconds(5) {
                 try await checkpoints.save(consumer: config.consumer, position: position, lastEventPosition: batch.events.last?.position,
@@ -89,19 +144,12 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
                 _ = try await emitHeartbeat(on: control)
                 lastHeartbeat = clock.now
             }
-            let next = try await readAhead
-            // Everything up to the marker is delivered (the position is saved right after the loop). What was
-            // read ahead is neither saved nor confirmed, so the slot sends it again next time.
-            if let target, batch.events.isEmpty, position.index == nil, position.commitLSN >= target {
-                break
-            }
-            upcoming = next
+            latency.logPeriodically(logger)
         }
         if position != savedPosition {
             try await checkpoints.save(consumer: config.consumer, position: position, lastEventPosition: nil, deliveredEvents: 0, on: control)
             if position.index == nil { try await reader.confirm(flush: position.commitLSN) }
         }
-        logger.info("stopped", metadata: [LogKey.events: "\(deliveredEvents)"])
     }
 
     /// A non-transactional logical message: it flows through the slot even when no published table changes,
@@ -126,6 +174,16 @@ func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, _ bod
             throw error
         } catch let error as FatalSourceError {
             throw error
+        } catch let failure as PipelinedDeliveryFailed {
+            // Later batches may already be written: everything after the checkpoint goes again, in order.
+            if Task.isShuttingDownGracefully { return }
+            failures += 1
+            let delay = retry.delay(forAttempt: failures, jitter: Double.random(in: 0.5...1))
+            logger.warning("delivery failed; resuming from the last checkpoint", metadata: [
+                LogKey.sink: "\(failure.sink)", LogKey.error: "\(failure.underlying)", LogKey.attempts: "\(failures)",
+                LogKey.retryIn: "\(delay)",
+            ])
+            try? await sleepUnlessStopping(delay)
         } catch is DeliveryAbandoned {
             logger.notice("stopped with a batch unacknowledged; it is delivered again on the next start")
             return

@@ -53,6 +53,9 @@ public struct SourceConfig: Sendable {
     public var pollInterval: Duration
     /// Events per delivery batch. Default: 1000.
     public var batchSize: Int
+    /// Batches read ahead of the checkpoint: several can be in flight to pipelined sinks (Kafka) at once,
+    /// which hides their round trip. 1 delivers strictly one batch at a time. Default: 4.
+    public var maxInFlightBatches: Int = 4
     /// Default: include.
     public var history: History
     /// Delete audit rows that every registered consumer has passed. Default: false.
@@ -197,7 +200,7 @@ extension SpillwayConfig {
             throw ConfigError(key: "source", problem: "is required",
                               fix: "add `source: {kind: audit_log, tables: [public.products]}`")
         }
-        try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "history",
+        try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "max_in_flight_batches", "history",
                                                        "prune", "notify"] + ReplicationSettings.keys))
         var source = try parseSource(&sourceReader)
         source.replication.applyDefaults(consumer: consumer)
@@ -262,6 +265,7 @@ extension SpillwayConfig {
             throw ConfigError(key: r.keyPath("poll_interval"), problem: "is below 10ms", fix: "use 10ms or more")
         }
         source.batchSize = try r.int("batch_size", default: source.batchSize, range: 1...100_000)
+        source.maxInFlightBatches = try r.int("max_in_flight_batches", default: source.maxInFlightBatches, range: 1...64)
         source.history = try r.choice("history", default: source.history)
         source.prune = try r.bool("prune", default: source.prune)
         source.notify = try r.bool("notify", default: source.notify)

@@ -53,6 +53,29 @@ public enum ISOTimestamp {
         return out + "Z"
     }
 
+    /// `2026-01-02T03:04:05.123456Z` (an event's `commit_time`) → seconds since 1970-01-01 UTC. Nil for any
+    /// other form.
+    public static func secondsSince1970(utc text: String) -> Double? {
+        let b = Array(text.utf8)
+        guard b.count >= 20, b.last == UInt8(ascii: "Z"), let year = number(b, 0, 4), b[4] == UInt8(ascii: "-"),
+              let month = number(b, 5, 2), b[7] == UInt8(ascii: "-"), let day = number(b, 8, 2), b[10] == UInt8(ascii: "T"),
+              let hour = number(b, 11, 2), b[13] == UInt8(ascii: ":"), let minute = number(b, 14, 2),
+              b[16] == UInt8(ascii: ":"), let second = number(b, 17, 2)
+        else { return nil }
+        var fraction = 0.0
+        if b.count > 20 {
+            guard b[19] == UInt8(ascii: "."), b.count > 21 else { return nil }
+            var scale = 0.1
+            for byte in b[20..<b.count - 1] {
+                guard isDigit(byte) else { return nil }
+                fraction += Double(byte - 0x30) * scale
+                scale /= 10
+            }
+        }
+        let days = daysFromCivil(year: year, month: month, day: day)
+        return Double(days * 86_400 + hour * 3600 + minute * 60 + second) + fraction
+    }
+
     /// `2026-01-02 03:04:05` → `2026-01-02T03:04:05` (a timestamp without time zone stays zone-less).
     public static func local(fromPostgres text: String) -> String {
         var b = Array(text.utf8)

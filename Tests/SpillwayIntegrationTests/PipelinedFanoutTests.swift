@@ -1,0 +1,138 @@
+import Logging
+import SpillwayCore
+import Synchronization
+import Testing
+
+@testable import SpillwayApp
+
+// The delivery mechanics between the pipeline stages, with in-memory sinks: pure logic, no servers.
+
+/// Records what it is handed; acknowledges a batch when the test says so (or fails it).
+private final class ManualPipelinedSink: PipelinedChangeSink {
+    let name = "manual"
+    private let state = Mutex<(submitted: [[String]], outcomes: [Int: Result<Void, TestFailure>], waiters: [Int: [CheckedContinuation<Void, Never>]])>(([], [:], [:]))
+
+    var submitted: [[String]] { state.withLock { $0.submitted } }
+
+    func submit(_ batch: [ChangeEvent]) async throws -> SinkAcknowledgement {
+        let index = state.withLock { state in
+            state.submitted.append(batch.map(\.id))
+            return state.submitted.count - 1
+        }
+        return SinkAcknowledgement { try await self.outcome(of: index).get() }
+    }
+
+    func settle(_ index: Int, _ outcome: Result<Void, TestFailure>) {
+        let waiters = state.withLock { state in
+            state.outcomes[index] = outcome
+            return state.waiters.removeValue(forKey: index) ?? []
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func outcome(of index: Int) async -> Result<Void, TestFailure> {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state in
+                if state.outcomes[index] != nil { return true }
+                state.waiters[index, default: []].append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+        return state.withLock { $0.outcomes[index]! }
+    }
+
+    func close() async throws {}
+}
+
+private final class RecordingSink: ChangeSink {
+    let name = "recording"
+    let delivered = Mutex<[[String]]>([])
+    func deliver(_ batch: [ChangeEvent]) async throws { delivered.withLock { $0.append(batch.map(\.id)) } }
+    func close() async throws {}
+}
+
+/// A list several tasks append to.
+private final class SharedList<Element: Sendable>: Sendable {
+    private let items = Mutex<[Element]>([])
+    func append(_ item: Element) { items.withLock { $0.append(item) } }
+    var all: [Element] { items.withLock { $0 } }
+}
+
+private struct TestFailure: Error, CustomStringConvertible {
+    var description: String { "broker said no" }
+}
+
+private func events(_ ids: String...) -> [ChangeEvent] {
+    ids.map { ChangeEvent(id: $0, op: .insert, schema: "public", table: "t", position: $0) }
+}
+
+private let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+@Suite("pipelined delivery: submissions, acknowledgements, the in-flight window (no servers)")
+struct PipelinedFanoutTests {
+    @Test("pipelined sinks get every batch at submission, in order; the others get it when it is completed")
+    func submissionOrder() async throws {
+        let pipelined = ManualPipelinedSink()
+        let plain = RecordingSink()
+        let fanout = Fanout(routes: [.init(sink: pipelined, filter: .init()), .init(sink: plain, filter: .init())], logger: quiet)
+        let first = try await fanout.submit(events("a", "b"))
+        let second = try await fanout.submit(events("c"))
+        #expect(pipelined.submitted == [["a", "b"], ["c"]], "both batches are in flight before either is acknowledged")
+        #expect(plain.delivered.withLock { $0 }.isEmpty)
+
+        pipelined.settle(1, .success(()))
+        pipelined.settle(0, .success(()))
+        try await fanout.complete(first)
+        #expect(plain.delivered.withLock { $0 } == [["a", "b"]])
+        try await fanout.complete(second)
+        #expect(plain.delivered.withLock { $0 } == [["a", "b"], ["c"]])
+    }
+
+    @Test("a failed acknowledgement is reported and thrown as PipelinedDeliveryFailed, so the pipeline resumes from its checkpoint")
+    func failedAcknowledgementThrows() async throws {
+        let pipelined = ManualPipelinedSink()
+        let fanout = Fanout(routes: [.init(sink: pipelined, filter: .init())], logger: quiet)
+        let submission = try await fanout.submit(events("a"))
+        pipelined.settle(0, .failure(TestFailure()))
+        let reported = SharedList<String>()
+        let error = await #expect(throws: PipelinedDeliveryFailed.self) {
+            try await fanout.complete(submission) { message in reported.append(message) }
+        }
+        #expect(error?.sink == "manual")
+        #expect(reported.all == ["sink 'manual': broker said no"])
+    }
+
+    @Test("filters apply to submissions: a sink that takes none of a batch's events is not handed it")
+    func filteredSubmission() async throws {
+        let pipelined = ManualPipelinedSink()
+        let fanout = Fanout(routes: [.init(sink: pipelined, filter: EventFilter(operations: [.delete]))], logger: quiet)
+        let submission = try await fanout.submit(events("a"))
+        #expect(pipelined.submitted.isEmpty)
+        try await fanout.complete(submission)  // nothing to wait for
+    }
+
+    @Test("the window admits `limit` batches, then one per release, in arrival order; closing it fails the waiters")
+    func inFlightWindow() async throws {
+        let window = InFlightWindow(limit: 2)
+        try await window.acquire()
+        try await window.acquire()
+        let admitted = SharedList<Int>()
+        var waiters: [Task<Void, any Error>] = []
+        for index in 1...2 {
+            waiters.append(Task {
+                try await window.acquire()
+                admitted.append(index)
+            })
+            try await Task.sleep(for: .milliseconds(50))  // so the first waiter is first in line
+        }
+        #expect(admitted.all.isEmpty, "full: nobody gets in")
+        window.release()
+        try await waiters[0].value
+        #expect(admitted.all == [1])
+        window.close()
+        let second = waiters[1]
+        await #expect(throws: CancellationError.self) { try await second.value }
+        await #expect(throws: CancellationError.self) { try await window.acquire() }
+    }
+}
