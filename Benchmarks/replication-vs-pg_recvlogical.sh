@@ -85,7 +85,9 @@ produced=$(psql -qAt "$url" -c "SELECT events_total FROM spillway.checkpoints WH
 live_pid=$!
 sleep 2
 live_start=$(python3 -c 'import time; print(int(time.time() * 1000))')
-"$bin/pgbench" -n -c 2 -j 2 -R 500 -T 20 -f "$work/single.sql" "$url" >/dev/null
+# The throwaway cluster runs with synchronous_commit=off (fast loading); a walsender then sees a commit only
+# when the WAL writer flushes it (wal_writer_delay, 200ms), so the live writers commit synchronously.
+PGOPTIONS="-c synchronous_commit=on" "$bin/pgbench" -n -c 2 -j 2 -R 500 -T 20 -f "$work/single.sql" "$url" >/dev/null
 sleep 3
 kill -TERM "$live_pid"; wait "$live_pid" || true; live_pid=
 kcat -b "$brokers" -C -t bench.public.bench -o beginning -e -q -f '%T\t%s\n' > "$work/kafka.tsv" 2>/dev/null || true

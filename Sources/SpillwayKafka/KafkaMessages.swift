@@ -47,7 +47,7 @@ public struct KafkaDeliveryResult: Sendable, Hashable {
 public final class KafkaPendingDelivery: Sendable {
     private enum Stage {
         case building
-        case enqueued(PendingBatch, topics: [String])
+        case enqueued(PendingBatch, topics: [String], recordTopics: [Int])
         case refused(KafkaSinkError)
     }
 
@@ -60,7 +60,9 @@ public final class KafkaPendingDelivery: Sendable {
 
     init() {}
 
-    func accept(_ batch: PendingBatch, topics: [String]) { settle(.enqueued(batch, topics: topics)) }
+    func accept(_ batch: PendingBatch, topics: [String], recordTopics: [Int]) {
+        settle(.enqueued(batch, topics: topics, recordTopics: recordTopics))
+    }
 
     func refuse(_ error: KafkaSinkError) { settle(.refused(error)) }
 
@@ -93,17 +95,17 @@ public final class KafkaPendingDelivery: Sendable {
             preconditionFailure("woken before the batch was built")
         case .refused(let error):
             throw error
-        case .enqueued(let batch, let topics):
+        case .enqueued(let batch, let topics, let recordTopics):
             let outcomes = await batch.outcomes()
             guard !outcomes.failures.isEmpty else {
-                return topics.indices.map {
-                    KafkaDeliveryResult(topic: topics[$0], partition: outcomes.partitions[$0], offset: outcomes.offsets[$0])
+                return recordTopics.indices.map {
+                    KafkaDeliveryResult(topic: topics[recordTopics[$0]], partition: outcomes.partitions[$0], offset: outcomes.offsets[$0])
                 }
             }
             let failures = outcomes.failures.sorted { $0.key < $1.key }
             let (index, first) = failures.first(where: { $0.value.code != .notEnqueued }) ?? failures[0]
             let error = first.atMessage(index)
-            throw topics.count == 1 ? error : error.first(of: failures.count, in: topics.count)
+            throw recordTopics.count == 1 ? error : error.first(of: failures.count, in: recordTopics.count)
         }
     }
 }

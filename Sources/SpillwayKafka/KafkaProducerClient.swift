@@ -20,7 +20,7 @@ public final class KafkaProducerClient: @unchecked Sendable {
     private let workQueue = DispatchQueue(label: "spillway.kafka.produce")
     private let isClosed = Atomic(false)
     private let logger: Logger
-    /// Topic handles made by `prepare`, destroyed before the client handle.
+    /// Topic handles, made once per topic and destroyed before the client handle.
     private let preparedTopics = Mutex<[String: TopicHandle]>([:])
 
     /// Creates a producer from librdkafka properties (see librdkafka's CONFIGURATION.md).
@@ -157,13 +157,7 @@ public final class KafkaProducerClient: @unchecked Sendable {
     /// One blocking metadata request for `topic`; the topic's handle is kept so librdkafka keeps what it
     /// learnt.
     private func lookUp(_ topic: String, timeout: Duration) -> rd_kafka_resp_err_t {
-        let topicHandle = preparedTopics.withLock { prepared -> TopicHandle? in
-            if let existing = prepared[topic] { return existing }
-            guard let created = rd_kafka_topic_new(handle.raw, topic, nil) else { return nil }
-            prepared[topic] = TopicHandle(raw: created)
-            return prepared[topic]
-        }
-        guard let topicHandle else { return rd_kafka_last_error() }
+        guard let topicHandle = topicHandle(topic) else { return rd_kafka_last_error() }
         var metadata: UnsafePointer<rd_kafka_metadata>?
         let code = rd_kafka_metadata(handle.raw, 0, topicHandle.raw, &metadata, timeout.clampedMilliseconds)
         guard code == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return code }
@@ -198,25 +192,29 @@ public final class KafkaProducerClient: @unchecked Sendable {
     public func enqueue(
         building makeMessages: @escaping @Sendable () throws(KafkaSinkError) -> [KafkaOutgoingMessage]
     ) -> KafkaPendingDelivery {
+        enqueue { () throws(KafkaSinkError) in KafkaRecordBatch(try makeMessages()) }
+    }
+
+    func enqueue(building makeRecords: @escaping @Sendable () throws(KafkaSinkError) -> KafkaRecordBatch) -> KafkaPendingDelivery {
         let pending = KafkaPendingDelivery()
         guard !isClosed.load(ordering: .acquiring) else {
             pending.refuse(.closed())
             return pending
         }
         workQueue.async {
-            let messages: [KafkaOutgoingMessage]
+            let records: KafkaRecordBatch
             do throws(KafkaSinkError) {
-                messages = try makeMessages()
+                records = try makeRecords()
             } catch {
                 pending.refuse(error)
                 return
             }
-            let batch = self.context.tracker.register(count: max(1, messages.count))
-            pending.accept(batch, topics: messages.map(\.topic))
-            if messages.isEmpty {
+            let batch = self.context.tracker.register(count: max(1, records.count))
+            pending.accept(batch, topics: records.topics, recordTopics: records.records.map(\.topic))
+            if records.count == 0 {
                 self.context.tracker.complete(batch.token(at: 0), with: .stored(partition: -1, offset: -1))
             } else {
-                self.enqueue(messages, batch: batch)
+                self.enqueue(records, batch: batch)
             }
         }
         return pending
@@ -266,78 +264,92 @@ public final class KafkaProducerClient: @unchecked Sendable {
 
     // MARK: - Enqueueing (on workQueue)
 
-    private func enqueue(_ messages: [KafkaOutgoingMessage], batch: PendingBatch) {
+    private func enqueue(_ records: KafkaRecordBatch, batch: PendingBatch) {
         // close() sets the flag before queueing its flush behind this block: a block that
         // sees it set runs after that flush, so its messages would never be reported.
         guard !isClosed.load(ordering: .acquiring) else {
-            for index in messages.indices { context.tracker.complete(batch.token(at: index), with: .failed(.closed())) }
+            for index in 0..<records.count { context.tracker.complete(batch.token(at: index), with: .failed(.closed())) }
             return
         }
-        var index = 0
-        while index < messages.count {
-            let token = batch.token(at: index)
-            let code = produce(messages[index], token: token)
-            switch code {
-            case RD_KAFKA_RESP_ERR_NO_ERROR:
-                index += 1
-            case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-                // Serving delivery reports frees room in librdkafka's queue; then retry. Keep the
-                // wait short: the poll loop may serve the report that frees room, and this call
-                // would then sleep for its whole timeout.
-                _ = rd_kafka_poll(handle.raw, 10)
-            default:
-                context.tracker.complete(
-                    token, with: .failed(.delivery(code, topic: messages[index].topic, kafka: handle.raw)))
-                // Stop here so a later message with the same key cannot overtake this one.
-                let skipped = KafkaSinkError(
-                    .notEnqueued,
-                    problem: "message not sent because an earlier message in its batch failed",
-                    fix: "fix the earlier failure and retry the batch")
-                for later in index + 1..<messages.count { context.tracker.complete(batch.token(at: later), with: .failed(skipped)) }
-                return
+        let topics = records.topics.map(topicHandle)
+        withCStrings(records.headerNames) { headerNames in
+            records.bytes.withUnsafeBytes { bytes in
+                var index = 0
+                while index < records.count {
+                    let record = records.records[index]
+                    let token = batch.token(at: index)
+                    let code = topics[record.topic].map { produce(record, of: records, bytes: bytes, topic: $0.raw, headerNames: headerNames, token: token) }
+                        ?? rd_kafka_last_error()
+                    switch code {
+                    case RD_KAFKA_RESP_ERR_NO_ERROR:
+                        index += 1
+                    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+                        // Serving delivery reports frees room in librdkafka's queue; then retry. Keep the
+                        // wait short: the poll loop may serve the report that frees room, and this call
+                        // would then sleep for its whole timeout.
+                        _ = rd_kafka_poll(handle.raw, 10)
+                    default:
+                        context.tracker.complete(
+                            token, with: .failed(.delivery(code, topic: records.topics[record.topic], kafka: handle.raw)))
+                        // Stop here so a later message with the same key cannot overtake this one.
+                        let skipped = KafkaSinkError(
+                            .notEnqueued,
+                            problem: "message not sent because an earlier message in its batch failed",
+                            fix: "fix the earlier failure and retry the batch")
+                        for later in index + 1..<records.count { context.tracker.complete(batch.token(at: later), with: .failed(skipped)) }
+                        return
+                    }
+                }
             }
         }
     }
 
-    /// Hands one message to librdkafka, which copies key, value and headers.
-    private func produce(_ message: KafkaOutgoingMessage, token: UInt) -> rd_kafka_resp_err_t {
+    /// The handle of `topic`, made once per client: producing by handle spares librdkafka a lookup by name
+    /// per record. Nil if librdkafka refuses the name.
+    private func topicHandle(_ topic: String) -> TopicHandle? {
+        preparedTopics.withLock { prepared in
+            if let existing = prepared[topic] { return existing }
+            guard let created = rd_kafka_topic_new(handle.raw, topic, nil) else { return nil }
+            prepared[topic] = TopicHandle(raw: created)
+            return prepared[topic]
+        }
+    }
+
+    /// Hands one record to librdkafka, which copies key, value and headers out of `bytes`.
+    private func produce(_ record: KafkaRecordBatch.Record, of records: KafkaRecordBatch, bytes: UnsafeRawBufferPointer,
+                         topic: OpaquePointer, headerNames: [UnsafePointer<CChar>], token: UInt) -> rd_kafka_resp_err_t {
+        let base = bytes.baseAddress ?? emptyBytes
         var headers: OpaquePointer?
-        if !message.headers.isEmpty {
-            headers = rd_kafka_headers_new(message.headers.count)
-            for header in message.headers {
-                _ = withBytes(header.value) { rd_kafka_header_add(headers, header.name, -1, $0, $1) }
+        if !record.headers.isEmpty {
+            headers = rd_kafka_headers_new(record.headers.count)
+            for header in records.headers[record.headers] {
+                _ = rd_kafka_header_add(headers, headerNames[header.name], -1, base + header.value.lowerBound, header.value.count)
             }
         }
-        let code = message.topic.withCString { topic in
-            withBytes(message.key) { key, keyLength in
-                withBytes(message.value) { value, valueLength in
-                    // At most six fields, on the stack: this runs once per record.
-                    withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 6) { fields in
-                    var count = 0
-                    func field(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) {
-                        var field = rd_kafka_vu_t()
-                        field.vtype = type
-                        set(&field)
-                        fields.initializeElement(at: count, to: field)
-                        count += 1
-                    }
-                    field(RD_KAFKA_VTYPE_TOPIC) { $0.u.cstr = topic }
-                    field(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
-                    field(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = UnsafeMutableRawPointer(bitPattern: token) }
-                    if let key {
-                        field(RD_KAFKA_VTYPE_KEY) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key); $0.u.mem.size = keyLength }
-                    }
-                    if let value {  // no value field at all means a null value: a tombstone
-                        field(RD_KAFKA_VTYPE_VALUE) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value); $0.u.mem.size = valueLength }
-                    }
-                    if let headers { field(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers } }
-                    defer { fields.baseAddress!.deinitialize(count: count) }
-                    guard let error = rd_kafka_produceva(handle.raw, fields.baseAddress, count) else { return RD_KAFKA_RESP_ERR_NO_ERROR }
-                    defer { rd_kafka_error_destroy(error) }
-                    return rd_kafka_error_code(error)
-                    }
-                }
+        // At most six fields, on the stack: this runs once per record.
+        let code = withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 6) { fields -> rd_kafka_resp_err_t in
+            var count = 0
+            func field(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) {
+                var field = rd_kafka_vu_t()
+                field.vtype = type
+                set(&field)
+                fields.initializeElement(at: count, to: field)
+                count += 1
             }
+            field(RD_KAFKA_VTYPE_RKT) { $0.u.rkt = topic }
+            field(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
+            field(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = UnsafeMutableRawPointer(bitPattern: token) }
+            if let key = record.key {
+                field(RD_KAFKA_VTYPE_KEY) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: base + key.lowerBound); $0.u.mem.size = key.count }
+            }
+            if let value = record.value {  // no value field at all means a null value: a tombstone
+                field(RD_KAFKA_VTYPE_VALUE) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: base + value.lowerBound); $0.u.mem.size = value.count }
+            }
+            if let headers { field(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers } }
+            defer { fields.baseAddress!.deinitialize(count: count) }
+            guard let error = rd_kafka_produceva(handle.raw, fields.baseAddress, count) else { return RD_KAFKA_RESP_ERR_NO_ERROR }
+            defer { rd_kafka_error_destroy(error) }
+            return rd_kafka_error_code(error)
         }
         // librdkafka owns the headers only once the message is enqueued.
         if code != RD_KAFKA_RESP_ERR_NO_ERROR, let headers { rd_kafka_headers_destroy(headers) }
@@ -529,16 +541,20 @@ private func withErrorBuffer<R>(_ body: (UnsafeMutablePointer<CChar>, Int) -> R)
     return (result, String(cString: buffer))
 }
 
-/// Calls `body` with a pointer to `bytes` (nil for nil) and their count; an empty array gets a
-/// non-null pointer, because librdkafka reads a null pointer as a null value, not an empty one.
-private func withBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
-    guard let bytes else { return body(nil, 0) }
-    return bytes.withUnsafeBytes { buffer in
-        if let base = buffer.baseAddress { return body(base, buffer.count) }
-        var empty: UInt8 = 0
-        return withUnsafeBytes(of: &empty) { body($0.baseAddress, 0) }
+/// Calls `body` with C strings of `strings`, valid during the call.
+private func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>]) -> R) -> R {
+    var joined: [CChar] = []  // "a\0b\0": one allocation for all of them
+    var offsets: [Int] = []
+    for string in strings {
+        offsets.append(joined.count)
+        joined.append(contentsOf: string.utf8CString)
     }
+    return joined.withUnsafeBufferPointer { buffer in body(offsets.map { buffer.baseAddress! + $0 }) }
 }
+
+/// Where an empty key or value points when the batch's buffer is empty: librdkafka reads a null pointer as a
+/// null value, so an empty one needs some valid address.
+private nonisolated(unsafe) let emptyBytes = UnsafeRawPointer(UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1))
 
 extension Duration {
     /// Milliseconds, clamped to what librdkafka's `int` timeouts accept.

@@ -5,38 +5,44 @@ import SpillwayCore
 extension KafkaSink {
     /// The records for `events`, in order, and for each record the index of the event it carries.
     struct Records: Sendable {
-        var messages: [KafkaOutgoingMessage] = []
+        var batch: KafkaRecordBatch
         var eventIndices: [Int] = []
+
+        /// The records as messages, for tests.
+        var messages: [KafkaOutgoingMessage] { batch.messages }
     }
+
+    static let headerNames = ["spillway-id", "spillway-op", "spillway-table", "spillway-txid", "spillway-tenant"]
 
     /// One record per event (two for a delete when tombstones are on): key = the event's `key` as compact
     /// JSON (nil for a table without primary key), value = the event JSON, headers `spillway-id`,
     /// `spillway-op`, `spillway-table`, `spillway-txid` and `spillway-tenant` (the last two when known).
     /// Throws when an event's topic renders to a name Kafka refuses.
     static func records(for events: [ChangeEvent], settings: KafkaSinkSettings) throws(KafkaSinkError) -> Records {
-        var records = Records()
-        records.messages.reserveCapacity(events.count)
+        var records = Records(batch: KafkaRecordBatch(headerNames: headerNames, capacity: events.count))
         records.eventIndices.reserveCapacity(events.count)
         // Rendering and checking a topic name per record cost more than the rest of the record; a batch
         // touches few tables.
-        var topics: [TopicCacheKey: String] = [:]
+        var topics: [TopicCacheKey: Int] = [:]
         for (index, event) in events.enumerated() {
             let cacheKey = TopicCacheKey(event)
-            let topic: String
+            let topic: Int
             if let cached = topics[cacheKey] {
                 topic = cached
             } else {
-                topic = try Self.topic(for: event, settings: settings)
+                topic = records.batch.index(ofTopic: try Self.topic(for: event, settings: settings))
                 topics[cacheKey] = topic
             }
-            let key = event.key.map { JSONEncoding.bytes(.object($0)) }
-            let headers = headers(for: event)
-            records.messages.append(KafkaOutgoingMessage(topic: topic, key: key, value: event.jsonBytes, headers: headers))
+            let key = event.key.map { key in records.batch.append { JSONEncoding.write(key, into: &$0) } }
+            let value = records.batch.append { event.writeJSON(into: &$0) }
+            let firstHeader = records.batch.headers.count
+            appendHeaders(for: event, to: &records.batch)
+            records.batch.addRecord(topic: topic, key: key, value: value, firstHeader: firstHeader)
             records.eventIndices.append(index)
             // A tombstone needs a key: compaction removes the records with the same key. A table without
             // primary key has none, and a truncate names no row.
-            if settings.tombstones, event.op == .delete, let key {
-                records.messages.append(KafkaOutgoingMessage(topic: topic, key: key, value: nil, headers: headers))
+            if settings.tombstones, event.op == .delete, key != nil {
+                records.batch.addTombstone(after: records.batch.count - 1)
                 records.eventIndices.append(index)
             }
         }
@@ -70,15 +76,17 @@ extension KafkaSink {
         return topic
     }
 
-    static func headers(for event: ChangeEvent) -> [KafkaHeader] {
-        var headers = [
-            KafkaHeader("spillway-id", Array(event.id.utf8)),
-            KafkaHeader("spillway-op", Array(event.op.rawValue.utf8)),
-            KafkaHeader("spillway-table", Array(event.qualifiedTable.utf8)),
-        ]
-        if let txid = event.txid { headers.append(KafkaHeader("spillway-txid", Array(String(txid).utf8))) }
-        if let tenant = event.tenant, !tenant.isEmpty { headers.append(KafkaHeader("spillway-tenant", Array(tenant.utf8))) }
-        return headers
+    /// Headers in `headerNames` order; txid and tenant only when the event has them.
+    static func appendHeaders(for event: ChangeEvent, to batch: inout KafkaRecordBatch) {
+        batch.addHeader(name: 0) { $0.append(contentsOf: event.id.utf8) }
+        batch.addHeader(name: 1) { $0.append(contentsOf: event.op.rawValue.utf8) }
+        batch.addHeader(name: 2) { bytes in
+            bytes.append(contentsOf: event.schema.utf8)
+            bytes.append(UInt8(ascii: "."))
+            bytes.append(contentsOf: event.table.utf8)
+        }
+        if let txid = event.txid { batch.addHeader(name: 3) { $0.append(contentsOf: String(txid).utf8) } }
+        if let tenant = event.tenant, !tenant.isEmpty { batch.addHeader(name: 4) { $0.append(contentsOf: tenant.utf8) } }
     }
 
     /// The librdkafka properties of a sink: the user's, plus `bootstrap.servers` and `message.timeout.ms`

@@ -73,7 +73,7 @@ public final class KafkaSink: PipelinedChangeSink, ChangeSinkValidating {
         guard !batch.isEmpty else { return .immediate }
         let client = producer.withLock { $0 }
         let settings = settings
-        let pending = client.enqueue { () throws(KafkaSinkError) in try Self.records(for: batch, settings: settings).messages }
+        let pending = client.enqueue { () throws(KafkaSinkError) -> KafkaRecordBatch in try Self.records(for: batch, settings: settings).batch }
         return SinkAcknowledgement {
             do throws(KafkaSinkError) {
                 _ = try await pending.delivered()

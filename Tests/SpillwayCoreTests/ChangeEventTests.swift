@@ -27,6 +27,24 @@ struct ChangeEventTests {
         #expect(Self.update.jsonBytes == Array(Self.update.jsonString.utf8))
     }
 
+    @Test("the direct encoder writes byte for byte what encoding the JSON tree writes")
+    func directEncodingMatchesTheTree() {
+        var message = ChangeEvent(id: "0/1A-0", op: .message, schema: "message", table: "orders", position: "0/1A:0")
+        message.message = .init(prefix: "orders", content: "{\"id\": 5}\n", isTransactional: true)
+        var toast = Self.update
+        toast.unchangedColumns = ["description", "photo"]
+        toast.tenant = nil
+        toast.txid = nil
+        let quoted = ChangeEvent(id: "q\"1", op: .insert, schema: "Sales \\ Data", table: "t\u{1}", after: ["n": .array([.null, .bool(false)])],
+                                 txid: UInt64.max, position: "p")
+        for event in [Self.update, message, toast, quoted, ChangeEvent(id: "h-9", op: .truncate, schema: "s", table: "t", position: "h")] {
+            var direct: [UInt8] = [0x20]  // appends after what is there
+            event.writeJSON(into: &direct)
+            #expect(direct == [0x20] + JSONEncoding.bytes(event.json), "\(event.id)")
+            #expect(event.jsonBytes == JSONEncoding.bytes(event.json))
+        }
+    }
+
     @Test func absentFieldsAreNullNotMissing() {
         let event = ChangeEvent(id: "h-9", op: .truncate, schema: "s", table: "t", position: "history/9")
         #expect(event.jsonString == """

@@ -1,5 +1,6 @@
 import Logging
 import SpillwayCore
+import SpillwayPostgres
 import Synchronization
 import Testing
 
@@ -112,27 +113,54 @@ struct PipelinedFanoutTests {
         try await fanout.complete(submission)  // nothing to wait for
     }
 
-    @Test("the window admits `limit` batches, then one per release, in arrival order; closing it fails the waiters")
+    @Test("the window admits events up to its limit, then waiters in arrival order as room returns; closing it fails them")
     func inFlightWindow() async throws {
-        let window = InFlightWindow(limit: 2)
-        try await window.acquire()
-        try await window.acquire()
+        let window = InFlightWindow(limit: 10)
+        try await window.acquire(4)
+        try await window.acquire(6)
         let admitted = SharedList<Int>()
         var waiters: [Task<Void, any Error>] = []
-        for index in 1...2 {
+        for (index, count) in [(1, 3), (2, 1)] {
             waiters.append(Task {
-                try await window.acquire()
+                try await window.acquire(count)
                 admitted.append(index)
             })
             try await Task.sleep(for: .milliseconds(50))  // so the first waiter is first in line
         }
         #expect(admitted.all.isEmpty, "full: nobody gets in")
-        window.release()
+        window.release(2)
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(admitted.all.isEmpty, "room for the second waiter but not the first: nobody overtakes")
+        window.release(2)
         try await waiters[0].value
-        #expect(admitted.all == [1])
+        try await waiters[1].value
+        #expect(admitted.all == [1, 2])
+        let third = Task { try await window.acquire(1) }
+        try await Task.sleep(for: .milliseconds(50))
         window.close()
-        let second = waiters[1]
-        await #expect(throws: CancellationError.self) { try await second.value }
-        await #expect(throws: CancellationError.self) { try await window.acquire() }
+        await #expect(throws: CancellationError.self) { try await third.value }
+        await #expect(throws: CancellationError.self) { try await window.acquire(1) }
+    }
+
+    @Test("the checkpointer saves what was acknowledged since its last save, however many batches that covers")
+    func acknowledgedProgressCoalesces() {
+        let start = ReplicationPosition(commitLSN: LSN(100))
+        let progress = AcknowledgedProgress(start: start)
+        progress.acknowledge(ReplicationBatch(events: events("a", "b"), position: .init(commitLSN: LSN(200)), confirmable: LSN(200), isIdle: false))
+        progress.acknowledge(ReplicationBatch(events: events("c"), position: .init(commitLSN: LSN(300), index: 0), confirmable: nil, isIdle: false))
+        let first = progress.peek()
+        #expect(first.position == .init(commitLSN: LSN(300), index: 0))
+        #expect(first.events == 3)
+        #expect(first.lastEventPosition == "c")
+        #expect(first.confirmable == LSN(200), "the last complete transaction, not the one in progress")
+
+        progress.acknowledge(ReplicationBatch(events: [], position: .init(commitLSN: LSN(400)), confirmable: LSN(400), isIdle: false))
+        progress.saved(first)  // a batch acknowledged while saving stays pending
+        progress.confirmed(upTo: LSN(200))
+        let second = progress.peek()
+        #expect(second.events == 0)
+        #expect(second.lastEventPosition == nil)
+        #expect(second.position == .init(commitLSN: LSN(400)))
+        #expect(second.confirmable == LSN(400), "a later confirmable survives confirming an earlier one")
     }
 }

@@ -2,11 +2,13 @@ import Logging
 import ServiceLifecycle
 import SpillwayCore
 import SpillwayPostgres
+import Synchronization
 
 /// The replication daemon: read the slot, hand each batch to every sink, checkpoint, and only then confirm
 /// the position to the server. A heartbeat message keeps an idle slot's confirmed position moving.
 public final class ReplicationPipeline: Service, @unchecked Sendable {
-    // @unchecked Sendable: the statistics are written only by `run()`'s own task.
+    // @unchecked Sendable: `deliveredEvents` is written only by the checkpointer stage (run()'s own task),
+    // `latency` only by the acknowledger stage, and both are read after those stages ended.
     private let config: SpillwayConfig
     private let fanout: Fanout
     private let options: PipelineOptions
@@ -53,29 +55,44 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
         var submission: FanoutSubmission
     }
 
-    /// Two stages: a reader that takes batches from the slot and hands them to the pipelined sinks as fast
-    /// as the window allows, and a checkpointer that completes each batch's delivery in order, then saves and
-    /// confirms its position. Up to `source.max_in_flight_batches` batches are between the two, so a
-    /// Kafka cluster's round trip overlaps the next batches instead of stalling the stream.
+    /// Three stages: a reader that takes batches from the slot and hands them to the pipelined sinks as fast
+    /// as the window allows; an acknowledger that completes each batch's delivery, in order; and a
+    /// checkpointer that saves and confirms the latest acknowledged position whenever its previous save is
+    /// done. Up to `source.max_in_flight_batches` batches are between reader and acknowledger, so a Kafka
+    /// cluster's round trip overlaps the next batches, and a checkpoint save (a commit, with its WAL flush)
+    /// never holds up acknowledgements: saves cover as many batches as arrived meanwhile.
     private func stream(from reader: ReplicationReader, startingAt start: ReplicationPosition,
                         control: PostgresConnection) async throws {
         // `--once` stops at a marker written now: everything committed before it has then been delivered.
         let target: LSN? = options.once ? try await emitHeartbeat(on: control) : nil
-        let window = InFlightWindow(limit: config.source.maxInFlightBatches)
+        let window = InFlightWindow(limit: config.source.batchSize * config.source.maxInFlightBatches)
         let (inFlight, submitted) = AsyncStream.makeStream(of: InFlightBatch.self)
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let progress = AcknowledgedProgress(start: start)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [self] in
                 defer { submitted.finish() }
                 try await readAndSubmit(from: reader, startingAt: start, until: target, window: window, into: submitted)
             }
+            group.addTask { [self] in
+                defer {
+                    window.close()  // nothing is released any more: a reader waiting for room stops
+                    wake.finish()
+                }
+                try await acknowledge(inFlight, window: window, progress: progress, wake: wake, control: control)
+            }
             do {
-                defer { window.close() }  // nothing is released any more: a reader waiting for room stops
-                try await acknowledgeAndCheckpoint(inFlight, reader: reader, startingAt: start, window: window, control: control)
+                try await checkpoint(wakeups, progress: progress, reader: reader, startingAt: start, control: control)
             } catch {
                 group.cancelAll()
                 throw error
             }
-            try await group.waitForAll()
+            // The reader's CancellationError (the window closed under it) only echoes the failure that closed it.
+            var failure: (any Error)?
+            while let result = await group.nextResult() {
+                if case .failure(let error) = result, failure == nil || failure is CancellationError { failure = error }
+            }
+            if let failure { throw failure }
         }
         logger.info("stopped", metadata: [LogKey.events: "\(deliveredEvents)"])
     }
@@ -86,8 +103,9 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
                                window: InFlightWindow, into submitted: AsyncStream<InFlightBatch>.Continuation) async throws {
         let maximum = config.source.batchSize
         @Sendable func read() async throws -> ReplicationBatch {
-            try await window.acquire()
-            return try await reader.next(maximum: maximum, wait: .milliseconds(250))
+            let batch = try await reader.next(maximum: maximum, wait: .milliseconds(250))
+            try await window.acquire(Self.windowShare(of: batch))
+            return batch
         }
         var position = start
         var batch = try await read()
@@ -105,16 +123,12 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
         }
     }
 
-    private func acknowledgeAndCheckpoint(_ inFlight: AsyncStream<InFlightBatch>, reader: ReplicationReader,
-                                          startingAt start: ReplicationPosition, window: InFlightWindow,
-                                          control: PostgresConnection) async throws {
-        let clock = ContinuousClock()
-        var position = start
-        var savedPosition = start
-        var lastSave = clock.now
-        var lastStatus = clock.now
-        var lastHeartbeat = clock.now - .seconds(3600)
-        let heartbeat = config.source.replication.heartbeat
+    /// The room a batch takes in the window: its events, or 1 for an empty one, so idle batches are bounded too.
+    private static func windowShare(of batch: ReplicationBatch) -> Int { max(1, batch.events.count) }
+
+    /// Completes each batch's delivery in the order read and hands its position to the checkpointer.
+    private func acknowledge(_ inFlight: AsyncStream<InFlightBatch>, window: InFlightWindow, progress: AcknowledgedProgress,
+                             wake: AsyncStream<Void>.Continuation, control: PostgresConnection) async throws {
         for await item in inFlight {
             let batch = item.batch
             if !batch.events.isEmpty {
@@ -123,33 +137,48 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
                 }
                 latency.recordCommitLatencies(of: batch.events)
             }
-            window.release()
-            if let next = batch.position { position = next }
-            if position != savedPosition, !batch.events.isEmpty || clock.now - lastSave > .seconds(5) {
-                try await checkpoints.save(consumer: config.consumer, position: position, lastEventPosition: batch.events.last?.position,
-                                           deliveredEvents: batch.events.count, on: control)
-                deliveredEvents += batch.events.count
-                savedPosition = position
+            window.release(Self.windowShare(of: batch))
+            progress.acknowledge(batch)
+            wake.yield()
+            latency.logPeriodically(logger)
+        }
+    }
+
+    /// Saves the acknowledged position (at most every 5 s when only empty batches moved it), confirms to the
+    /// server only what a saved checkpoint holds, and writes heartbeats; once more when acknowledging ends.
+    private func checkpoint(_ wakeups: AsyncStream<Void>, progress: AcknowledgedProgress, reader: ReplicationReader,
+                            startingAt start: ReplicationPosition, control: PostgresConnection) async throws {
+        let clock = ContinuousClock()
+        var saved = start
+        var lastSave = clock.now
+        var lastStatus = clock.now
+        var lastHeartbeat = clock.now - .seconds(3600)
+        let heartbeat = config.source.replication.heartbeat
+        func step(final: Bool) async throws {
+            let pending = progress.peek()
+            if pending.position != saved, pending.events > 0 || final || clock.now - lastSave > .seconds(5) {
+                progress.saved(pending)
+                try await checkpoints.save(consumer: config.consumer, position: pending.position,
+                                           lastEventPosition: pending.lastEventPosition, deliveredEvents: pending.events, on: control)
+                deliveredEvents += pending.events
+                saved = pending.position
                 lastSave = clock.now
             }
-            // Confirm to the server only what the checkpoint holds.
-            if let confirmable = batch.confirmable, savedPosition.commitLSN >= confirmable {
+            if let confirmable = pending.confirmable, saved.commitLSN >= confirmable {
                 try await reader.confirm(flush: confirmable)
+                progress.confirmed(upTo: confirmable)
                 lastStatus = clock.now
             } else if clock.now - lastStatus > .seconds(10) {
-                try await reader.confirm(flush: savedPosition.index == nil ? savedPosition.commitLSN : .zero)
+                try await reader.confirm(flush: saved.index == nil ? saved.commitLSN : .zero)
                 lastStatus = clock.now
             }
-            if heartbeat > .zero, clock.now - lastHeartbeat > heartbeat {
+            if !final, heartbeat > .zero, clock.now - lastHeartbeat > heartbeat {
                 _ = try await emitHeartbeat(on: control)
                 lastHeartbeat = clock.now
             }
-            latency.logPeriodically(logger)
         }
-        if position != savedPosition {
-            try await checkpoints.save(consumer: config.consumer, position: position, lastEventPosition: nil, deliveredEvents: 0, on: control)
-            if position.index == nil { try await reader.confirm(flush: position.commitLSN) }
-        }
+        for await _ in wakeups { try await step(final: false) }
+        try await step(final: true)
     }
 
     /// A non-transactional logical message: it flows through the slot even when no published table changes,
@@ -197,6 +226,48 @@ func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, _ bod
                 LogKey.error: "\(error)", LogKey.attempts: "\(failures)", LogKey.retryIn: "\(delay)", LogKey.database: "\(database)",
             ])
             try? await sleepUnlessStopping(delay)
+        }
+    }
+}
+
+/// What the acknowledger has acknowledged and the checkpointer has not saved yet: the latest position, the
+/// events since the last save, and the latest position the server may be told is flushed.
+final class AcknowledgedProgress: Sendable {
+    struct Pending: Sendable {
+        var position: ReplicationPosition
+        var lastEventPosition: String?
+        var events = 0
+        var confirmable: LSN?
+    }
+
+    private let state: Mutex<Pending>
+
+    init(start: ReplicationPosition) {
+        state = Mutex(Pending(position: start))
+    }
+
+    func acknowledge(_ batch: ReplicationBatch) {
+        state.withLock { pending in
+            if let position = batch.position { pending.position = position }
+            if let last = batch.events.last { pending.lastEventPosition = last.position }
+            pending.events += batch.events.count
+            if let confirmable = batch.confirmable { pending.confirmable = max(confirmable, pending.confirmable ?? confirmable) }
+        }
+    }
+
+    func peek() -> Pending { state.withLock { $0 } }
+
+    /// `snapshot` (from `peek`) is being saved: its events no longer count as pending.
+    func saved(_ snapshot: Pending) {
+        state.withLock { pending in
+            pending.events -= snapshot.events
+            if pending.events == 0 { pending.lastEventPosition = nil }
+        }
+    }
+
+    func confirmed(upTo lsn: LSN) {
+        state.withLock { pending in
+            if let confirmable = pending.confirmable, confirmable <= lsn { pending.confirmable = nil }
         }
     }
 }

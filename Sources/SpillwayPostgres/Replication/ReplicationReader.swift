@@ -13,6 +13,13 @@ public struct ReplicationBatch: Sendable {
     public var confirmable: LSN?
     /// True when no message arrived within the wait: the stream is idle.
     public var isIdle: Bool
+
+    public init(events: [ChangeEvent], position: ReplicationPosition?, confirmable: LSN?, isIdle: Bool) {
+        self.events = events
+        self.position = position
+        self.confirmable = confirmable
+        self.isIdle = isIdle
+    }
 }
 
 /// Reads a logical replication slot with pgoutput over libpq's replication protocol (CopyBoth), decodes it

@@ -38,7 +38,7 @@ public final class FileSink: ChangeSink, @unchecked Sendable {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(batch.count * 256)
         for event in batch {
-            JSONEncoding.write(event.json, into: &buffer)
+            event.writeJSON(into: &buffer)
             buffer.append(0x0A)
         }
         try lock.withLock {
