@@ -17,8 +17,9 @@ private func kafkaYAML(_ sink: String, tables: String = "[public.products, publi
     """
 }
 
-private func kafkaSettings(_ sink: String, consumer: String = "search-sync") throws -> KafkaSinkSettings {
-    let config = try SpillwayConfig.parse(yaml: kafkaYAML(sink, consumer: consumer))
+private func kafkaSettings(_ sink: String, consumer: String = "search-sync",
+                           environment: [String: String] = [:]) throws -> KafkaSinkSettings {
+    let config = try SpillwayConfig.parse(yaml: kafkaYAML(sink, consumer: consumer), environment: environment)
     guard case .kafka(let settings) = config.sinks[1].settings else {
         Issue.record("sinks[1] is not a kafka sink")
         throw ConfigError(key: "sinks[1]", problem: "not kafka", fix: "")
@@ -27,9 +28,10 @@ private func kafkaSettings(_ sink: String, consumer: String = "search-sync") thr
     return settings
 }
 
-private func kafkaError(_ sink: String, tables: String = "[public.products, public.orders]") -> ConfigError? {
+private func kafkaError(_ sink: String, tables: String = "[public.products, public.orders]",
+                        environment: [String: String] = [:]) -> ConfigError? {
     do {
-        _ = try SpillwayConfig.parse(yaml: kafkaYAML(sink, tables: tables))
+        _ = try SpillwayConfig.parse(yaml: kafkaYAML(sink, tables: tables), environment: environment)
         return nil
     } catch {
         return error
@@ -153,3 +155,31 @@ struct KafkaSinkConfigTests {
         #expect(TopicName.problem("a/b") != nil)
     }
 }
+
+@Suite("Kafka sink secrets from the environment")
+struct KafkaSinkSecretTests {
+    @Test("${NAME} in a property value reads the environment, so a SASL password stays out of the YAML")
+    func propertiesReadTheEnvironment() throws {
+        let settings = try kafkaSettings("""
+            brokers: kafka-1:9092
+            properties: {security.protocol: SASL_SSL, sasl.username: spillway, sasl.password: "${KAFKA_PASSWORD}", client.id: "cdc-${HOST}-1"}
+            """, environment: ["KAFKA_PASSWORD": "s3cr3t/+=", "HOST": "db7"])
+        #expect(settings.properties["sasl.password"] == "s3cr3t/+=")
+        #expect(settings.properties["client.id"] == "cdc-db7-1")
+        #expect(settings.properties["security.protocol"] == "SASL_SSL")
+    }
+
+    @Test("an unset or empty variable is a config error naming the property and the variable, not the value")
+    func missingVariable() throws {
+        let sink = "brokers: kafka-1:9092\nproperties: {sasl.password: \"${KAFKA_PASSWORD}\"}"
+        let unset = try #require(kafkaError(sink))
+        #expect(unset.key == "sinks[1].properties.sasl.password")
+        #expect(unset.problem == "reads ${KAFKA_PASSWORD}, which is not set in the environment")
+        #expect(unset.fix == "export KAFKA_PASSWORD before starting Spillway")
+        let empty = try #require(kafkaError(sink, environment: ["KAFKA_PASSWORD": ""]))
+        #expect(empty.problem == "reads ${KAFKA_PASSWORD}, which is empty in the environment")
+        let malformed = try #require(kafkaError("brokers: kafka-1:9092\nproperties: {sasl.password: \"${KAFKA PASSWORD}\"}"))
+        #expect(malformed.problem == "'${KAFKA PASSWORD}' is not an environment variable name")
+    }
+}
+

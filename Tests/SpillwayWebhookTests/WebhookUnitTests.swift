@@ -123,7 +123,7 @@ struct WebhookUnitTests {
         #expect(missing?.key == "sinks[0].headers.Authorization")
         #expect(missing?.problem.contains("REVALIDATE_SECRET") == true)
         #expect(try Self.settings("secret: ${WEBHOOK_SECRET}", environment: ["WEBHOOK_SECRET": Self.secret]).secrets == [Self.secret])
-        #expect(error("secret: ${WEBHOOK_SECRET}")?.problem == "environment variable WEBHOOK_SECRET is not set")
+        #expect(error("secret: ${WEBHOOK_SECRET}")?.problem == "reads ${WEBHOOK_SECRET}, which is not set in the environment")
         #expect(error("secret: not-a-secret")?.key == "sinks[0].secret[0]")
         #expect(error("secret: whsec_%%%")?.description.contains("whsec_%%%") == false, "a secret is never echoed")
         #expect(error("body: template")?.key == "sinks[0].template")

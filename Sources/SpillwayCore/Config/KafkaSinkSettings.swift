@@ -44,7 +44,8 @@ public struct KafkaSinkSettings: Sendable {
 extension KafkaSinkSettings {
     /// Reads a kafka sink's own keys. `consumer` is the default prefix; `tables` are the tables this sink
     /// can receive (a per-table topic for any other table is a typo).
-    static func parse(_ r: inout ConfigReader, consumer: String, tables: [QualifiedName]) throws(ConfigError) -> KafkaSinkSettings {
+    static func parse(_ r: inout ConfigReader, consumer: String, tables: [QualifiedName],
+                      environment: [String: String]) throws(ConfigError) -> KafkaSinkSettings {
         guard let brokerList = try r.stringList("brokers"), !brokerList.isEmpty else {
             throw ConfigError(key: r.keyPath("brokers"), problem: "is required",
                               fix: "list the bootstrap brokers, e.g. `brokers: [kafka-1:9092, kafka-2:9092]`")
@@ -96,7 +97,8 @@ extension KafkaSinkSettings {
                 throw ConfigError(key: "\(r.keyPath("properties")).\(name)", problem: "is set by the sink's own key '\(owner)'",
                                   fix: "remove it from properties and set `\(owner)` instead")
             }
-            properties[name] = value
+            // `${NAME}` reads a secret (sasl.password, ssl.key.password) from the environment.
+            properties[name] = try EnvironmentSubstitution.substitute(value, environment: environment, key: "\(r.keyPath("properties")).\(name)")
         }
 
         let timeout = try r.duration("timeout", default: .seconds(30))

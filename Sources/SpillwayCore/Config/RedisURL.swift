@@ -118,32 +118,3 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
         return String(decoding: bytes, as: UTF8.self)
     }
 }
-
-/// `${NAME}` in a configuration value, replaced by the environment variable NAME: how a secret (a Redis
-/// password) stays out of the YAML.
-public enum EnvironmentSubstitution {
-    public static func substitute(_ text: String, environment: [String: String], key: String) throws(ConfigError) -> String {
-        var out = ""
-        var rest = text[...]
-        while let start = rest.range(of: "${") {
-            out += rest[..<start.lowerBound]
-            guard let close = rest[start.upperBound...].firstIndex(of: "}") else {
-                throw ConfigError(key: key, problem: "has a '${' without its closing '}'", fix: "write ${NAME} to read the variable NAME")
-            }
-            let name = String(rest[start.upperBound..<close])
-            guard let first = name.first, first == "_" || (first.isASCII && first.isLetter),
-                  name.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }) else {
-                throw ConfigError(key: key, problem: "'${\(name)}' is not an environment variable name",
-                                  fix: "use letters, digits and _, e.g. ${REDIS_PASSWORD}")
-            }
-            guard let value = environment[name], !value.isEmpty else {
-                throw ConfigError(key: key, problem: "reads ${\(name)}, which is not set in the environment",
-                                  fix: "export \(name) before starting Spillway")
-            }
-            out += value
-            rest = rest[rest.index(after: close)...]
-        }
-        out += rest
-        return out
-    }
-}

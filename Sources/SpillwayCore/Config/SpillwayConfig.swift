@@ -302,7 +302,7 @@ extension SpillwayConfig {
         case "kafka":
             let tables = filter.tables.isEmpty ? source.tables : source.tables.filter(filter.tables.contains)
             return SinkConfig(name: name, filter: filter,
-                              settings: .kafka(try KafkaSinkSettings.parse(&r, consumer: consumer, tables: tables)))
+                              settings: .kafka(try KafkaSinkSettings.parse(&r, consumer: consumer, tables: tables, environment: environment)))
         case "redis":
             return SinkConfig(name: name, filter: filter, settings: .redis(try .parse(&r, environment: environment)))
         case "notify":

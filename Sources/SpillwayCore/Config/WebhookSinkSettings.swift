@@ -67,26 +67,6 @@ public struct WebhookSinkSettings: Sendable {
         return Base64.decode(String(secret.dropFirst("whsec_".count)))
     }
 
-    /// `${NAME}` replaced by the environment's value; a missing variable is an error naming it.
-    public static func expandVariables(_ text: String, environment: [String: String], key: String) throws(ConfigError) -> String {
-        var out = ""
-        var rest = text[...]
-        while let start = rest.range(of: "${") {
-            out += rest[..<start.lowerBound]
-            guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
-                throw ConfigError(key: key, problem: "'${' without a closing '}'", fix: "write ${VARIABLE}")
-            }
-            let name = String(rest[start.upperBound..<end])
-            guard let value = environment[name] else {
-                throw ConfigError(key: key, problem: "environment variable \(name) is not set",
-                                  fix: "export \(name) before starting spillway, or remove it from the header")
-            }
-            out += value
-            rest = rest[rest.index(after: end)...]
-        }
-        return out + rest
-    }
-
     static func parse(_ r: inout ConfigReader, environment: [String: String]) throws(ConfigError) -> WebhookSinkSettings {
         let urlText = try r.string("url", fix: "set url to the endpoint, e.g. https://api.example.com/hooks/{table}")
         guard urlText.hasPrefix("http://") || urlText.hasPrefix("https://") else {
@@ -99,7 +79,7 @@ public struct WebhookSinkSettings: Sendable {
             guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") }) else {
                 throw ConfigError(key: key, problem: "'\(name)' is not a header name", fix: "use a name like Authorization")
             }
-            let expanded = try expandVariables(value, environment: environment, key: key)
+            let expanded = try EnvironmentSubstitution.substitute(value, environment: environment, key: key)
             guard !expanded.contains("\r"), !expanded.contains("\n") else {
                 throw ConfigError(key: key, problem: "the value contains a line break", fix: "remove the line break")
             }
@@ -143,7 +123,7 @@ public struct WebhookSinkSettings: Sendable {
         }
         for (index, secret) in secrets.enumerated() {
             // Never put the secret itself in the message.
-            let expanded = try expandVariables(secret, environment: environment, key: r.keyPath(secretsKey))
+            let expanded = try EnvironmentSubstitution.substitute(secret, environment: environment, key: r.keyPath(secretsKey))
             guard let key = decodeSecret(expanded), !key.isEmpty else {
                 throw ConfigError(key: "\(r.keyPath(secretsKey))[\(index)]", problem: "is not a Standard Webhooks secret",
                                   fix: "write whsec_ followed by base64 (e.g. whsec_$(head -c 32 /dev/urandom | base64)), or ${VARIABLE}")
