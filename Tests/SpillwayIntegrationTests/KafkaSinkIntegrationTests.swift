@@ -44,6 +44,45 @@ private func idsByKey(_ records: [KafkaRecord]) -> [String: [String]] {
 }
 
 /// `ids` with every repeat of an id already seen dropped: what a consumer that de-duplicates by id applies.
+/// `spillway run` streaming `public.products (id, n)` to a 3-broker mock (topic with 3 partitions) and a
+/// reference file sink, with the first 50 inserts acknowledged: where the outage tests start.
+private struct OutageStream {
+    let mock: KafkaMockProcess
+    let db: TestDatabase
+    let app: PostgresConnection
+    let path: String
+    let file: String
+    let runner: SpillwayProcess
+    /// Status once the first 50 changes were acknowledged.
+    let before: JSONObject
+    /// Their ids.
+    let acknowledged: Set<String>
+
+    static func start(kind: String, source: String = "") async throws -> OutageStream {
+        let mock = try await KafkaMockProcess.start(["--brokers", "3", "--topic", "search-sync.public.products:3"])
+        let db = try await TestDatabase.create()
+        let app = try await db.connect()
+        try await app.execute("CREATE TABLE products (id int PRIMARY KEY, n int)")
+        let (path, file) = try writeKafkaConfig(db, tables: ["public.products"], kafka: """
+            brokers: \(mock.bootstrapServers)
+            timeout: 1s
+            \(fastReconnect)
+            """, kind: kind, source: source)
+        #expect(try await SpillwayProcess.run(["install", "--config", path]).code == 0)
+        let runner = try SpillwayProcess(["run", "--config", path])
+        for batch in 0..<5 {
+            try await app.execute("INSERT INTO products SELECT g, 0 FROM generate_series(\(batch * 10 + 1), \(batch * 10 + 10)) g")
+        }
+        // lag_rows is the audit_log source's backlog (always 0 for replication); events_total counts what was checkpointed.
+        let before = try await waitForStatus(path, "the first 50 changes to be acknowledged") {
+            $0.lagRows == 0 && $0["events_total"]?.plainText == "50"
+        }
+        let acknowledged = Set(try readEvents(file).map(\.id))
+        #expect(acknowledged.count == 50)
+        return OutageStream(mock: mock, db: db, app: app, path: path, file: file, runner: runner, before: before, acknowledged: acknowledged)
+    }
+}
+
 private func firstOccurrences(_ ids: [String]) -> [String] {
     var seen = Set<String>()
     return ids.filter { seen.insert($0).inserted }
@@ -179,25 +218,10 @@ struct KafkaSinkIntegrationTests {
 
     @Test("a full broker outage while `spillway run` streams: the checkpoint holds, then every change arrives, duplicates only of unacknowledged ones")
     func brokerOutageHoldsTheCheckpoint() async throws {
-        let mock = try await KafkaMockProcess.start(["--brokers", "3", "--topic", "search-sync.public.products:3"])
-        defer { mock.stop() }
-        let db = try await TestDatabase.create()
-        let app = try await db.connect()
-        try await app.execute("CREATE TABLE products (id int PRIMARY KEY, n int)")
-        let (path, file) = try writeKafkaConfig(db, tables: ["public.products"], kafka: """
-            brokers: \(mock.bootstrapServers)
-            timeout: 1s
-            \(fastReconnect)
-            """)
-        #expect(try await SpillwayProcess.run(["install", "--config", path]).code == 0)
-        let runner = try SpillwayProcess(["run", "--config", path])
-
-        for batch in 0..<5 {
-            try await app.execute("INSERT INTO products SELECT g, 0 FROM generate_series(\(batch * 10 + 1), \(batch * 10 + 10)) g")
-        }
-        let before = try await waitForStatus(path, "the first 50 changes to be acknowledged") { $0.lagRows == 0 && $0["events_total"]?.plainText == "50" }
-        let acknowledged = Set(try readEvents(file).map(\.id))
-        #expect(acknowledged.count == 50)
+        let stream = try await OutageStream.start(kind: "audit_log")
+        defer { stream.mock.stop() }
+        let (mock, db, app, path, file, runner, before, acknowledged) = (
+            stream.mock, stream.db, stream.app, stream.path, stream.file, stream.runner, stream.before, stream.acknowledged)
 
         try await mock.command("down-all")
         for batch in 5..<10 {
@@ -238,26 +262,11 @@ struct KafkaSinkIntegrationTests {
 
     @Test("replication → Kafka with several batches in flight through a broker outage: the checkpoint holds, nothing is lost, each key keeps commit order")
     func replicationOutageWithBatchesInFlight() async throws {
-        let mock = try await KafkaMockProcess.start(["--brokers", "3", "--topic", "search-sync.public.products:3"])
-        defer { mock.stop() }
-        let db = try await TestDatabase.create()
-        let app = try await db.connect()
-        try await app.execute("CREATE TABLE products (id int PRIMARY KEY, n int)")
         // Small batches and a wide window: the outage catches many batches between submission and acknowledgement.
-        let (path, file) = try writeKafkaConfig(db, tables: ["public.products"], kafka: """
-            brokers: \(mock.bootstrapServers)
-            timeout: 1s
-            \(fastReconnect)
-            """, kind: "replication", source: "batch_size: 7\nmax_in_flight_batches: 8")
-        #expect(try await SpillwayProcess.run(["install", "--config", path]).code == 0)
-        let runner = try SpillwayProcess(["run", "--config", path])
-
-        for batch in 0..<5 {
-            try await app.execute("INSERT INTO products SELECT g, 0 FROM generate_series(\(batch * 10 + 1), \(batch * 10 + 10)) g")
-        }
-        let before = try await waitForStatus(path, "the first 50 changes to be acknowledged") { $0["events_total"]?.plainText == "50" }
-        let acknowledged = Set(try readEvents(file).map(\.id))
-        #expect(acknowledged.count == 50)
+        let stream = try await OutageStream.start(kind: "replication", source: "batch_size: 7\nmax_in_flight_batches: 8")
+        defer { stream.mock.stop() }
+        let (mock, db, app, path, file, runner, before, acknowledged) = (
+            stream.mock, stream.db, stream.app, stream.path, stream.file, stream.runner, stream.before, stream.acknowledged)
 
         try await mock.command("down-all")
         try await app.execute("INSERT INTO products SELECT g, 0 FROM generate_series(51, 100) g")
