@@ -285,6 +285,9 @@ struct KafkaSinkIntegrationTests {
         }
         runner.signal(SIGTERM)
         #expect(try await runner.wait() == 0, "\(runner.stderr.suffix(2000))")
+        #expect(runner.stderr.contains("delivery failed; resuming from the last checkpoint"), "the log says why it replays")
+        #expect(runner.stderr.contains("delivery latency") && runner.stderr.contains("commit_to_ack=p50 "),
+                "the run's commit-to-acknowledgement latency is logged when it stops")
 
         // The file sink is sent again what followed the checkpoint too: compare against each change once.
         let reference = firstOccurrences(try readEvents(file).map(\.id))

@@ -193,6 +193,15 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
 /// Configuration and fatal errors end it.
 func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, _ body: () async throws -> Void) async throws {
     var failures = 0
+    var lastFailure: ContinuousClock.Instant?
+    func backoff() -> Duration {
+        // A failure long after the previous one starts the backoff over, so a daemon does not wait the
+        // maximum delay forever because of an outage days ago.
+        if let lastFailure, ContinuousClock.now - lastFailure > .seconds(300) { failures = 0 }
+        failures += 1
+        lastFailure = .now
+        return retry.delay(forAttempt: failures, jitter: Double.random(in: 0.5...1))
+    }
     while !Task.isShuttingDownGracefully, !Task.isCancelled {
         do {
             try await body()
@@ -203,16 +212,6 @@ func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, _ bod
             throw error
         } catch let error as FatalSourceError {
             throw error
-        } catch let failure as PipelinedDeliveryFailed {
-            // Later batches may already be written: everything after the checkpoint goes again, in order.
-            if Task.isShuttingDownGracefully { return }
-            failures += 1
-            let delay = retry.delay(forAttempt: failures, jitter: Double.random(in: 0.5...1))
-            logger.warning("delivery failed; resuming from the last checkpoint", metadata: [
-                LogKey.sink: "\(failure.sink)", LogKey.error: "\(failure.underlying)", LogKey.attempts: "\(failures)",
-                LogKey.retryIn: "\(delay)",
-            ])
-            try? await sleepUnlessStopping(delay)
         } catch is DeliveryAbandoned {
             logger.notice("stopped with a batch unacknowledged; it is delivered again on the next start")
             return
@@ -220,11 +219,18 @@ func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, _ bod
             return
         } catch {
             if Task.isShuttingDownGracefully { return }
-            failures += 1
-            let delay = retry.delay(forAttempt: failures, jitter: Double.random(in: 0.5...1))
-            logger.error("source failed, reconnecting", metadata: [
-                LogKey.error: "\(error)", LogKey.attempts: "\(failures)", LogKey.retryIn: "\(delay)", LogKey.database: "\(database)",
-            ])
+            let delay = backoff()
+            if let failure = error as? PipelinedDeliveryFailed {
+                // Later batches may already be written: everything after the checkpoint goes again, in order.
+                logger.warning("delivery failed; resuming from the last checkpoint", metadata: [
+                    LogKey.sink: "\(failure.sink)", LogKey.error: "\(failure.underlying)", LogKey.attempts: "\(failures)",
+                    LogKey.retryIn: "\(delay)",
+                ])
+            } else {
+                logger.error("source failed, reconnecting", metadata: [
+                    LogKey.error: "\(error)", LogKey.attempts: "\(failures)", LogKey.retryIn: "\(delay)", LogKey.database: "\(database)",
+                ])
+            }
             try? await sleepUnlessStopping(delay)
         }
     }
