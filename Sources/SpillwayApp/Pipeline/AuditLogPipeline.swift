@@ -119,17 +119,33 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
 func withConsumerSession(_ config: SpillwayConfig,
                          _ body: (PostgresConnection, CheckpointRecord) async throws -> Void) async throws {
     try await PostgresConnection.withConnection(url: config.database.url, applicationName: "spillway-checkpoint") { control in
-        let lock = try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])
-        guard lock.first?[0] == "t" else {
-            throw FatalError("consumer '\(config.consumer)' is already running elsewhere (it holds its advisory lock). "
-                + "Stop the other `spillway run`, or give this one another `consumer:` name")
+        let lockName = "spillway-consumer:\(config.consumer)"
+        // A runner that just stopped may still hold the lock for a moment: its server process ends after
+        // the client closed the connection. So a few tries before calling the consumer taken.
+        var attempt = 0
+        while try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", [lockName]).first?[0] != "t" {
+            attempt += 1
+            guard attempt < 5 else {
+                throw FatalError("consumer '\(config.consumer)' is already running elsewhere (it holds its advisory lock). "
+                    + "Stop the other `spillway run`, or give this one another `consumer:` name")
+            }
+            try await Task.sleep(for: .milliseconds(200))
         }
-        guard try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: control),
-              let record = try await CheckpointStore(schema: config.schema).load(consumer: config.consumer, on: control)
-        else {
-            throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed in schema '\(config.schema)'",
-                              fix: "run `spillway install --config FILE` first")
+        // Released explicitly, so the next runner (the demo's second pass, a restart) need not wait for this
+        // connection's server process to end after the close.
+        func unlock() async { _ = try? await control.query("SELECT pg_advisory_unlock(hashtext($1))", [lockName]) }
+        do {
+            guard try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: control),
+                  let record = try await CheckpointStore(schema: config.schema).load(consumer: config.consumer, on: control)
+            else {
+                throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed in schema '\(config.schema)'",
+                                  fix: "run `spillway install --config FILE` first")
+            }
+            try await body(control, record)
+        } catch {
+            await unlock()
+            throw error
         }
-        try await body(control, record)
+        await unlock()
     }
 }

@@ -58,8 +58,8 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
     /// Three stages: a reader that takes batches from the slot and hands them to the pipelined sinks as fast
     /// as the window allows; an acknowledger that completes each batch's delivery, in order; and a
     /// checkpointer that saves and confirms the latest acknowledged position whenever its previous save is
-    /// done. Up to `source.max_in_flight_batches` batches are between reader and acknowledger, so a Kafka
-    /// cluster's round trip overlaps the next batches, and a checkpoint save (a commit, with its WAL flush)
+    /// done. Up to `source.max_in_flight_batches` full batches' worth of events (in any number of smaller
+    /// batches) are between reader and acknowledger, so a Kafka cluster's round trip overlaps the next batches, and a checkpoint save (a commit, with its WAL flush)
     /// never holds up acknowledgements: saves cover as many batches as arrived meanwhile.
     private func stream(from reader: ReplicationReader, startingAt start: ReplicationPosition,
                         control: PostgresConnection) async throws {
@@ -97,29 +97,20 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
         logger.info("stopped", metadata: [LogKey.events: "\(deliveredEvents)"])
     }
 
-    /// Decoding the next batch overlaps handing the current one to the sinks (building Kafka records costs
-    /// about as much as decoding), so the reader reads one batch ahead, within the window.
+    /// Reads batches and hands each to the pipelined sinks (which only queue it: a Kafka sink builds its
+    /// records on the producer's own queue), taking room in the window for each before it goes on.
     private func readAndSubmit(from reader: ReplicationReader, startingAt start: ReplicationPosition, until target: LSN?,
                                window: InFlightWindow, into submitted: AsyncStream<InFlightBatch>.Continuation) async throws {
-        let maximum = config.source.batchSize
-        @Sendable func read() async throws -> ReplicationBatch {
-            let batch = try await reader.next(maximum: maximum, wait: .milliseconds(250))
-            try await window.acquire(Self.windowShare(of: batch))
-            return batch
-        }
         var position = start
-        var batch = try await read()
-        while true {
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            let batch = try await reader.next(maximum: config.source.batchSize, wait: .milliseconds(250))
+            try await window.acquire(Self.windowShare(of: batch))
+            let submission = batch.events.isEmpty ? FanoutSubmission.empty : try await fanout.submit(batch.events)
+            submitted.yield(InFlightBatch(batch: batch, submission: submission))
             if let next = batch.position { position = next }
             // Everything up to the marker is read; the checkpointer saves it once delivered. Nothing after it
             // is read, so nothing is left unconfirmed for the slot to send again.
-            let reachedTarget = target.map { batch.events.isEmpty && position.index == nil && position.commitLSN >= $0 } ?? false
-            let readsOn = !reachedTarget && !Task.isShuttingDownGracefully && !Task.isCancelled
-            async let upcoming = readsOn ? read() : nil
-            let submission = batch.events.isEmpty ? FanoutSubmission.empty : try await fanout.submit(batch.events)
-            submitted.yield(InFlightBatch(batch: batch, submission: submission))
-            guard let next = try await upcoming else { return }
-            batch = next
+            if let target, batch.events.isEmpty, position.index == nil, position.commitLSN >= target { return }
         }
     }
 

@@ -26,7 +26,7 @@ public struct ReplicationBatch: Sendable {
 /// (`PGOutputDecoder`, `ReplicationEventBuilder`), skips what the checkpoint says was acknowledged, and
 /// sends standby status updates that confirm only what was checkpointed.
 public final class ReplicationReader: @unchecked Sendable {
-    // @unchecked Sendable: `next` runs in one task at a time (the pipeline reads one batch ahead, never two);
+    // @unchecked Sendable: `next` runs in one task at a time (the pipeline's reader stage);
     // `confirm` may overlap it and touches only the Mutex and the connection, whose queue serialises I/O.
     private let config: SpillwayConfig
     private let stream: PostgresConnection
