@@ -4,21 +4,26 @@ import SpillwayCore
 import SpillwayPostgres
 import Testing
 
-@Suite("audit_log source under concurrent writers", .enabled(if: TestEnvironment.canRun))
+@Suite("both sources under concurrent writers", .enabled(if: TestEnvironment.canRun))
 struct ConcurrentWritersTests {
     /// pgbench with 8 clients upserts and updates 40 shared rows, sleeping inside transactions so commits
     /// land out of id order, rolling back some; `spillway run` streams meanwhile and is killed -9 once.
     /// Every row carries a version counter that each committed change bumps by one, so the events can be
-    /// checked against the database without trusting Spillway's own audit table.
-    @Test("every committed change arrives, rollbacks never do, per-key order holds, and the last event equals the row")
-    func pgbenchWithKillDashNine() async throws {
+    /// checked against the database without trusting Spillway's own audit table. The replication source
+    /// runs with small batches and several in flight, so its pipeline stages overlap throughout.
+    @Test("every committed change arrives, rollbacks never do, per-key order holds, and the last event equals the row",
+          arguments: ["audit_log", "replication"])
+    func pgbenchWithKillDashNine(kind: String) async throws {
         let db = try await TestDatabase.create()
         let app = try await db.connect()
         try await app.execute("""
             CREATE TABLE items (id int PRIMARY KEY, value int NOT NULL, version int NOT NULL DEFAULT 1);
             CREATE TABLE rolled_back (id int PRIMARY KEY);
             """)
-        let (configPath, sink) = try db.writeConfig(tables: ["public.items", "public.rolled_back"], consumer: "bench")
+        let (configPath, sink) = try db.writeConfig(tables: ["public.items", "public.rolled_back"], consumer: "bench", kind: kind,
+                                                    extraSource: kind == "replication" ? "  batch_size: 50\n  max_in_flight_batches: 8" : "")
+        // What `run` logs once it streams: the audit_log poller's "reading", the replication reader's start.
+        let streaming = kind == "replication" ? "replication started" : "reading"
         let install = try await SpillwayProcess.run(["install", "--config", configPath])
         try #require(install.code == 0, "install failed: \(install.stderr)")
 
@@ -63,7 +68,7 @@ struct ConcurrentWritersTests {
         if pgbench.isRunning { kill(pgbench.processIdentifier, SIGKILL) }
         let benchOutput = (try? String(contentsOfFile: benchLog, encoding: .utf8)) ?? ""
         try #require(pgbench.terminationStatus == 0, "pgbench failed: \(benchOutput)")
-        try await runner.waitForLog("reading")
+        try await runner.waitForLog(streaming)
         runner.signal(SIGTERM)
         #expect(try await runner.wait() == 0, "SIGTERM ends `run` with exit 0: \(runner.stderr)")
         let drain = try await SpillwayProcess.run(["run", "--once", "--config", configPath])
@@ -96,7 +101,9 @@ struct ConcurrentWritersTests {
         var lastSequence: Int = -1
         for event in firstDeliveries {
             let txid = try #require(event.txid)
-            let sequence = Int(event.position.split(separator: "/").last ?? "") ?? -1
+            // audit_log: `<txid>/<seq>`; replication: `<commit LSN>:<index in the transaction>`.
+            let sequence = Int(event.position.split(separator: kind == "replication" ? ":" : "/").last ?? "") ?? -1
+            #expect(sequence >= 0, "position \(event.position)")
             if txid != current {
                 #expect(!finished.contains(txid), "transaction \(txid) was split")
                 if let current { finished.insert(current) }
@@ -107,7 +114,7 @@ struct ConcurrentWritersTests {
             lastSequence = sequence
         }
         let duplicates = events.count - firstDeliveries.count
-        print("pgbench: \(firstDeliveries.count) changes delivered, \(duplicates) redelivered after kill -9")
+        print("pgbench (\(kind)): \(firstDeliveries.count) changes delivered, \(duplicates) redelivered after kill -9")
         await app.close()
         await db.drop()
     }
