@@ -40,16 +40,12 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
     }
 
     private func runConnected() async throws {
-        try await withConsumerSession(config) { control, record in
-            let reader = try await AuditLogReader.open(config: config, logger: logger)
-            do {
-                try await fanout.validate(capturing: config, on: control)
-                try await stream(from: reader, startingAt: record, control: control)
-            } catch {
-                await reader.close()
-                throw error
-            }
+        try await withSourceSession(config, fanout: fanout) { _ in
+            try await AuditLogReader.open(config: config, logger: logger)
+        } close: { reader in
             await reader.close()
+        } body: { reader, control, record in
+            try await stream(from: reader, startingAt: record, control: control)
         }
     }
 
@@ -111,6 +107,26 @@ public final class AuditLogPipeline: Service, @unchecked Sendable {
         while clock.now < deadline, !Task.isShuttingDownGracefully {
             if try await reader.waitForCommits(timeout: min(.milliseconds(250), deadline - clock.now)) { return }
         }
+    }
+}
+
+/// A consumer session (`withConsumerSession`) with the source's reader open and the sinks validated against
+/// the captured tables: runs `body`, and closes the reader however it ends.
+func withSourceSession<Reader: Sendable>(
+    _ config: SpillwayConfig, fanout: Fanout,
+    open: (CheckpointRecord) async throws -> Reader, close: (Reader) async -> Void,
+    body: (Reader, PostgresConnection, CheckpointRecord) async throws -> Void
+) async throws {
+    try await withConsumerSession(config) { control, record in
+        let reader = try await open(record)
+        do {
+            try await fanout.validate(capturing: config, on: control)
+            try await body(reader, control, record)
+        } catch {
+            await close(reader)
+            throw error
+        }
+        await close(reader)
     }
 }
 

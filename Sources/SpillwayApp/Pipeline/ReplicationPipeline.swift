@@ -36,16 +36,12 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
     }
 
     private func runConnected() async throws {
-        try await withConsumerSession(config) { control, record in
-            let reader = try await ReplicationReader.open(config: config, from: record.replicationPosition, logger: logger)
-            do {
-                try await fanout.validate(capturing: config, on: control)
-                try await stream(from: reader, startingAt: record.replicationPosition, control: control)
-            } catch {
-                await reader.close()
-                throw error
-            }
+        try await withSourceSession(config, fanout: fanout) { record in
+            try await ReplicationReader.open(config: config, from: record.replicationPosition, logger: logger)
+        } close: { reader in
             await reader.close()
+        } body: { reader, control, record in
+            try await stream(from: reader, startingAt: record.replicationPosition, control: control)
         }
     }
 
