@@ -183,13 +183,28 @@ struct AuditLogEventsTests {
     @Test func ambiguousBareTableNameIsNotGuessed() throws {
         let tables = TableDirectory([ordersTable(schema: "public"), ordersTable(schema: "sales")])
         #expect(tables.lookup(schema: nil, table: "orders") == nil)
-        let event = try AuditLogEvents.event(
-            from: auditRow(schema: nil, table: "orders", operation: "I", newData: #"{"total": 9.90, "id": 5}"#),
-            tables: tables)
-        // Without the catalog the row is passed on as stored, and no key can be named.
-        #expect(event.schema == "public")
-        #expect(JSONEncoding.string(.object(try #require(event.after))) == #"{"total":9.90,"id":5}"#)
-        #expect(event.key == nil)
+        #expect(tables.resolve(schema: nil, table: "orders") == .ambiguous(["public.orders", "sales.orders"]))
+        // Guessing would hand one table's rows to the other, and skipping would lose them: the row is an error,
+        // which holds the checkpoint.
+        #expect(throws: AuditLogEvents.DecodingError.self) {
+            try AuditLogEvents.event(
+                from: auditRow(schema: nil, table: "orders", operation: "I", newData: #"{"total": 9.90, "id": 5}"#),
+                tables: tables)
+        }
+    }
+
+    @Test func partitionRowsAreNamedAfterTheCapturedTable() throws {
+        var tables = TableDirectory([ordersTable(schema: "sales")])
+        tables.add(alias: QualifiedName(schema: "sales", name: "orders_2026"), for: QualifiedName(schema: "sales", name: "orders"))
+        for schema in ["sales", nil] as [String?] {
+            let event = try AuditLogEvents.event(
+                from: auditRow(schema: schema, table: "orders_2026", operation: "I", newData: #"{"total": 9.90, "id": 5}"#),
+                tables: tables)
+            #expect(event.qualifiedTable == "sales.orders")
+            #expect(event.key == ["id": .number("5")])
+            #expect(event.after?["total"] == .string("9.90"), "mapped with the captured table's types")
+        }
+        #expect(tables.resolve(schema: "public", table: "orders_2026") == .notCaptured)
     }
 
     @Test func uncapturedTableKeepsItsSchemaAndRow() throws {

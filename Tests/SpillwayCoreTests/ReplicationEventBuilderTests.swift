@@ -63,11 +63,44 @@ struct ReplicationEventBuilderTests {
         _ = try builder.handle(commit())
         let heartbeat = try builder.handle(.logicalMessage(.init(streamXID: nil, isTransactional: false, lsn: LSN(0x20000),
                                                                   prefix: "spillway-heartbeat", content: [])))
-        #expect(heartbeat == [.progress(lsn: LSN(0x20000))])
+        #expect(heartbeat == [.progress(lsn: LSN(0x1FFFF))], "just before the message's end, where a commit may start")
         let outbox = try builder.handle(.logicalMessage(.init(streamXID: nil, isTransactional: false, lsn: LSN(0x30000),
                                                                prefix: "orders", content: Array("{\"id\":1}".utf8))))
         #expect(events(outbox).first?.message == .init(prefix: "orders", content: "{\"id\":1}", isTransactional: false))
         #expect(events(outbox).first?.table == "orders")
+    }
+
+    @Test("a non-transactional message ending where a transaction's commit starts: distinct ids, and its position covers none of that transaction")
+    func messageAtCommitLSN() throws {
+        var builder = ReplicationEventBuilder()
+        // pgoutput gives the message the LSN its record ends at; the next record is the transaction's commit.
+        let message = events(try builder.handle(.logicalMessage(.init(streamXID: nil, isTransactional: false, lsn: lsn,
+                                                                       prefix: "orders", content: []))))
+        _ = try builder.handle(relation())
+        _ = try builder.handle(begin())
+        let insert = events(try builder.handle(.insert(.init(streamXID: nil, relationID: 7, newTuple: tuple("1", text("1"))))))
+        let first = try #require(message.first), change = try #require(insert.first)
+        #expect(first.id != change.id)
+        #expect(first.id == "\(LSN(lsn.rawValue - 1))-0")
+        let messagePosition = ReplicationPosition(commitLSN: LSN(lsn.rawValue - 1))
+        #expect(!messagePosition.covers(commitLSN: lsn, index: 0), "a checkpoint at the message keeps the transaction")
+    }
+
+    @Test("a delete under REPLICA IDENTITY USING INDEX without the primary key is an error, not a null key")
+    func identityIndexWithoutKey() throws {
+        var builder = ReplicationEventBuilder()
+        let relation = Message.Relation(streamXID: nil, id: 7, namespace: "public", name: "products", replicaIdentity: .index,
+                                        columns: [.init(flags: [], name: "id", typeOID: 23, typeModifier: -1),
+                                                  .init(flags: .key, name: "sku", typeOID: 25, typeModifier: -1)])
+        _ = try builder.handle(.relation(relation))
+        builder.register(primaryKey: ["id"], for: 7)
+        #expect(builder.identityLacksPrimaryKey(relation) == ["id"])
+        _ = try builder.handle(begin())
+        let insert = events(try builder.handle(.insert(.init(streamXID: nil, relationID: 7, newTuple: row(text("1"), text("a"))))))
+        #expect(insert.first?.key == ["id": .number("1")], "inserts carry the whole row")
+        #expect(throws: ReplicationEventBuilder.Error.self) {
+            _ = try builder.handle(.delete(.init(streamXID: nil, relationID: 7, oldTuple: .key(row(.null, text("a"))))))
+        }
     }
 
     @Test("a change for an unknown relation is a clear error")

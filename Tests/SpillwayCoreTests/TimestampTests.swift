@@ -27,13 +27,22 @@ struct TimestampTests {
         ("2024-03-01 01:00:00+02", "2024-02-29T23:00:00Z"),
         ("2000-03-01 00:00:00+00:00:01", "2000-02-29T23:59:59Z"),
         ("2100-03-01 01:00:00+02", "2100-02-28T23:00:00Z"),
+        // BC keeps PostgreSQL's suffix (which it reads back); 1 BC is followed by 1 AD, there is no year 0.
+        ("0044-03-15 12:00:00+00 BC", "0044-03-15T12:00:00Z BC"),
+        ("0044-03-15T17:53:28+05:53:28 BC", "0044-03-15T12:00:00Z BC"),
+        ("0001-01-01 01:00:00+02 BC", "0002-12-31T23:00:00Z BC"),
+        ("0001-12-31 23:00:00-02 BC", "0001-01-01T01:00:00Z"),
+        ("0001-01-01 01:00:00+02", "0001-12-31T23:00:00Z BC"),
+        // Years past 9999 keep all their digits.
+        ("10000-01-01 00:00:00+00", "10000-01-01T00:00:00Z"),
+        ("10000-01-01T01:00:00.5+02:00", "9999-12-31T23:00:00.5Z"),
     ])
     func postgresTimestamptzToUTC(text: String, utc: String) {
         #expect(ISOTimestamp.utc(fromPostgres: text) == utc)
     }
 
     @Test(arguments: [
-        "infinity", "-infinity", "0044-03-15 12:00:00+00 BC", "not a timestamp", "2026-01-02",
+        "infinity", "-infinity", "0044-03-15 12:00:00+00 AD", "0044-03-15 12:00:00+00BC", "not a timestamp", "2026-01-02",
         "2026-01-02 03:04:05+0x", "2026-01-02 03:04:05 +00", "2026/01/02 03:04:05+00",
     ])
     func textItDoesNotUnderstandIsNil(text: String) {

@@ -224,6 +224,46 @@ struct JSONBNormalisationTests {
         primaryKey: ["id"]
     )
 
+    @Test("record literals: quoting, doubled quotes, backslashes, NULL versus the empty string")
+    func recordLiterals() {
+        #expect(PGRecordLiteral.parse("(EUR,1.50)") == ["EUR", "1.50"])
+        #expect(PGRecordLiteral.parse(#"("a b",,"say ""hi""","",x\,y)"#) == ["a b", nil, #"say "hi""#, "", "x,y"])
+        #expect(PGRecordLiteral.parse(#"("(1,2)","{1,2}")"#) == ["(1,2)", "{1,2}"])
+        #expect(PGRecordLiteral.parse(#"("a\\b")"#) == [#"a\b"#])
+        #expect(PGRecordLiteral.parse("(,)") == [nil, nil])
+        #expect(PGRecordLiteral.parse("EUR,1.50") == nil)
+        #expect(PGRecordLiteral.parse(#"("open)"#) == nil)
+    }
+
+    @Test("a composite maps to an object by its fields' kinds, from text and from to_jsonb alike")
+    func composites() throws {
+        let price = PGTypeKind.composite(fields: [CompositeField(name: "currency", kind: .text), CompositeField(name: "amount", kind: .numeric)])
+        let stamped = PGTypeKind.composite(fields: [CompositeField(name: "at", kind: .timestampWithTimeZone), CompositeField(name: "value", kind: price)])
+        let expected: JSONValue = .object(["at": .string("2024-03-10T01:30:00Z"),
+                                           "value": .object(["currency": .string("EUR"), "amount": .string("1.50")])])
+        #expect(PGValueMapper.json(fromText: #"("2024-03-10 01:30:00+00","(EUR,1.50)")"#, kind: stamped) == expected)
+        let viaJSONB = try JSONParser.parse(#"{"value": {"amount": 1.50, "currency": "EUR"}, "at": "2024-03-10T07:00:00+05:30"}"#)
+        #expect(PGValueMapper.normalize(jsonbValue: viaJSONB, kind: stamped) == expected)
+        #expect(PGValueMapper.json(fromText: "{\"(EUR,1.50)\",NULL}", kind: .array(element: price))
+            == .array([.object(["currency": .string("EUR"), "amount": .string("1.50")]), .null]))
+        #expect(PGValueMapper.json(fromText: "(EUR)", kind: price) == .string("(EUR)"), "a field count that does not match stays text")
+    }
+
+    @Test("rows: generated columns are left out; json columns the trigger kept as text keep duplicate keys")
+    func generatedAndExactJSON() throws {
+        let table = TableInfo(schema: "public", name: "t",
+                              columns: [ColumnInfo(name: "id", kind: .integer, typeName: "int4"),
+                                        ColumnInfo(name: "doc", kind: .json, typeName: "json"),
+                                        ColumnInfo(name: "docb", kind: .json, typeName: "jsonb"),
+                                        ColumnInfo(name: "total", kind: .numeric, typeName: "numeric", isGenerated: true)],
+                              primaryKey: ["id"], exactJSONColumns: ["doc"])
+        let stored = try row(#"{"id": 1, "doc": "{\"a\": 1, \"a\": 2}", "docb": "[1]", "total": 2}"#)
+        let normalized = PGValueMapper.normalize(jsonbRow: stored, table: table)
+        #expect(normalized.names == ["id", "doc", "docb"])
+        #expect(normalized["doc"] == .object(JSONObject([("a", .number("1")), ("a", .number("2"))])))
+        #expect(normalized["docb"] == .string("[1]"), "a jsonb string stays a string")
+    }
+
     private func row(_ json: String) throws -> JSONObject {
         try #require(try JSONParser.parse(json).objectValue)
     }

@@ -169,10 +169,11 @@ public final class ReplicationPipeline: Service, @unchecked Sendable {
     }
 
     /// A non-transactional logical message: it flows through the slot even when no published table changes,
-    /// so the confirmed position can follow the WAL. Returns its LSN.
+    /// so the confirmed position can follow the WAL. Returns the position the stream gives it.
     private func emitHeartbeat(on connection: PostgresConnection) async throws -> LSN {
         let result = try await connection.query("SELECT pg_logical_emit_message(false, $1, '')::text", [Self.heartbeatPrefix])
-        return result.first?[0].flatMap { LSN(string: $0) } ?? .zero
+        let end = result.first?[0].flatMap { LSN(string: $0) } ?? .zero
+        return ReplicationEventBuilder.position(ofNonTransactionalMessageEndingAt: end)
     }
 }
 

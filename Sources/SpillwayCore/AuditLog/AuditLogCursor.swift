@@ -131,12 +131,25 @@ public enum AuditLogEvents {
     }
 
     /// Turns a stored audit row into an event. `tables` resolves `schema.table` (and a bare table name, for
-    /// adopted logs that store none) to the captured table's catalog description.
+    /// adopted logs that store none) to the captured table's catalog description. A bare name that several
+    /// captured tables share is an error: guessing would hand one table's rows to another.
     public static func event(from row: Row, tables: TableDirectory) throws -> ChangeEvent {
+        switch tables.resolve(schema: row.schema, table: row.table) {
+        case .captured(let table): return try event(from: row, table: table)
+        case .notCaptured: return try event(from: row, table: nil)
+        case .ambiguous(let candidates):
+            throw DecodingError(auditID: row.auditID, problem: "table name '\(row.table)' without a schema matches "
+                + "\(candidates.joined(separator: " and ")): the row cannot be attributed. Fix: give the trigger that writes "
+                + "it a schema (Spillway's own trigger records one), or capture only one of them")
+        }
+    }
+
+    /// Turns a stored audit row of the captured `table` (nil: not captured, passed on as stored) into an
+    /// event named after `table`, also when the row was stored under a partition's name.
+    public static func event(from row: Row, table: TableInfo?) throws -> ChangeEvent {
         guard let op = operation(row.operation) else {
             throw DecodingError(auditID: row.auditID, problem: "unknown operation '\(row.operation)'")
         }
-        let table = tables.lookup(schema: row.schema, table: row.table)
         func decode(_ text: String?) throws -> JSONObject? {
             guard let text else { return nil }
             do {
@@ -160,7 +173,7 @@ public enum AuditLogEvents {
             position = historyPosition(id: row.auditID)
         }
         return ChangeEvent(
-            id: id, op: op, schema: row.schema ?? table?.schema ?? "public", table: row.table,
+            id: id, op: op, schema: table?.schema ?? row.schema ?? "public", table: table?.name ?? row.table,
             key: PGValueMapper.key(of: after ?? before, table: table),
             before: before, after: after, txid: row.txid, commitTime: row.commitTime,
             position: position, tenant: row.tenant.flatMap { $0.isEmpty ? nil : $0 }
@@ -172,6 +185,10 @@ public enum AuditLogEvents {
 public struct TableDirectory: Sendable {
     private var byQualifiedName: [String: TableInfo] = [:]
     private var byBareName: [String: [TableInfo]] = [:]
+    /// Other names rows of a captured table are stored under: its partitions' (a legacy trigger records the
+    /// partition that holds the row), keyed `schema.name` and, for rows without a schema, by bare name.
+    private var aliases: [String: TableInfo] = [:]
+    private var bareAliases: [String: [TableInfo]] = [:]
 
     public init(_ tables: [TableInfo]) {
         for table in tables {
@@ -182,10 +199,42 @@ public struct TableDirectory: Sendable {
 
     public var tables: [TableInfo] { Array(byQualifiedName.values) }
 
+    /// What an audit row's (schema, table) names.
+    public enum Resolution: Sendable, Equatable {
+        case captured(TableInfo)
+        /// No captured table: a table this consumer does not read (another consumer's, or one an adopted
+        /// audit table logs besides).
+        case notCaptured
+        /// A bare name that several captured tables share: the row cannot be attributed.
+        case ambiguous([String])
+    }
+
+    public func resolve(schema: String?, table: String) -> Resolution {
+        if let schema {
+            if let found = byQualifiedName["\(schema).\(table)"] ?? aliases["\(schema).\(table)"] { return .captured(found) }
+            return .notCaptured
+        }
+        let candidates = (byBareName[table] ?? []) + (bareAliases[table] ?? [])
+        let distinct = Dictionary(candidates.map { ($0.qualifiedName, $0) }, uniquingKeysWith: { first, _ in first })
+        switch distinct.count {
+        case 0: return .notCaptured
+        case 1: return .captured(distinct.values.first!)
+        default: return .ambiguous(distinct.keys.sorted())
+        }
+    }
+
     /// A bare name resolves only when exactly one captured table has it.
     public func lookup(schema: String?, table: String) -> TableInfo? {
-        if let schema { return byQualifiedName["\(schema).\(table)"] }
-        guard let candidates = byBareName[table], candidates.count == 1 else { return nil }
-        return candidates[0]
+        if case .captured(let info) = resolve(schema: schema, table: table) { return info }
+        return nil
+    }
+
+    /// Rows stored under `alias` (a partition of `table`) belong to `table`.
+    public mutating func add(alias: QualifiedName, for table: QualifiedName) {
+        guard let info = byQualifiedName[table.description], byQualifiedName[alias.description] == nil else { return }
+        aliases[alias.description] = info
+        if !(bareAliases[alias.name] ?? []).contains(where: { $0.qualifiedName == info.qualifiedName }) {
+            bareAliases[alias.name, default: []].append(info)
+        }
     }
 }

@@ -78,4 +78,10 @@ public enum SQLText {
     public static func literal(_ value: String) -> String {
         "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
     }
+
+    /// A text[] literal for a query parameter (`{"a","b \"c\""}`): every element quoted and escaped.
+    public static func arrayLiteral(_ values: [String]) -> String {
+        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+            .joined(separator: ",") + "}"
+    }
 }

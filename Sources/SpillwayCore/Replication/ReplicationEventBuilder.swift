@@ -108,26 +108,27 @@ public struct ReplicationEventBuilder: Sendable {
         case .insert(let insert):
             let relation = try relation(insert.relationID)
             let after = row(insert.newTuple, relation: relation)
-            return [makeEvent(.insert, relation: relation, before: nil, after: after)]
+            return [try makeEvent(.insert, relation: relation, before: nil, after: after)]
         case .update(let update):
             let relation = try relation(update.relationID)
             let after = row(update.newTuple, relation: relation)
             // Without REPLICA IDENTITY FULL the old row comes only as its key (and only when the key changed).
             let before = update.oldTuple.map { row($0.tuple, relation: relation, keyOnly: $0.isKeyOnly) }
-            return [makeEvent(.update, relation: relation, before: before?.values, after: after)]
+            return [try makeEvent(.update, relation: relation, before: before?.values, after: after)]
         case .delete(let delete):
             let relation = try relation(delete.relationID)
             let before = row(delete.oldTuple.tuple, relation: relation, keyOnly: delete.oldTuple.isKeyOnly)
-            return [makeEvent(.delete, relation: relation, before: before.values, after: nil)]
+            return [try makeEvent(.delete, relation: relation, before: before.values, after: nil)]
         case .truncate(let truncate):
             var outputs: [Output] = []
             for id in truncate.relationIDs {
-                outputs.append(makeEvent(.truncate, relation: try relation(id), before: nil, after: nil))
+                outputs.append(try makeEvent(.truncate, relation: try relation(id), before: nil, after: nil))
             }
             return outputs
         case .logicalMessage(let logical):
+            let ownLSN = Self.position(ofNonTransactionalMessageEndingAt: logical.lsn)
             if logical.prefix == options.heartbeatPrefix || !options.includeMessages {
-                return transaction == nil ? [.progress(lsn: logical.lsn)] : []
+                return transaction == nil ? [.progress(lsn: ownLSN)] : []
             }
             let info = ChangeEvent.LogicalMessage(prefix: logical.prefix, content: String(decoding: logical.content, as: UTF8.self),
                                                   isTransactional: logical.isTransactional)
@@ -136,15 +137,33 @@ public struct ReplicationEventBuilder: Sendable {
                 event.message = info
                 return [.event(event, position)]
             }
-            // A non-transactional message is its own unit, positioned at its own LSN.
-            let position = ReplicationPosition(commitLSN: logical.lsn, index: 0)
-            var event = ChangeEvent(id: "\(logical.lsn)-0", op: .message, schema: "message", table: logical.prefix,
+            // A non-transactional message is its own unit, positioned just before its own end.
+            let position = ReplicationPosition(commitLSN: ownLSN, index: 0)
+            var event = ChangeEvent(id: "\(ownLSN)-0", op: .message, schema: "message", table: logical.prefix,
                                     position: position.description)
             event.message = info
-            return [.event(event, position), .commit(commitLSN: logical.lsn, endLSN: logical.lsn)]
+            return [.event(event, position), .commit(commitLSN: ownLSN, endLSN: ownLSN)]
         case .streamStart, .streamStop, .streamCommit, .streamAbort:
             throw Error(description: "streamed transaction messages arrived, but Spillway starts replication with streaming off")
         }
+    }
+
+    /// pgoutput gives a non-transactional message the LSN where its record *ends*, which is where the next
+    /// record starts — often the commit record of a transaction still to come, whose changes then share that
+    /// LSN as their commit LSN. One byte earlier lies inside the message's own record, where no commit can
+    /// start: as a position it orders the message before that transaction, and it never covers (so never
+    /// skips after a restart) any of that transaction's changes, nor gives one of them the message's id.
+    public static func position(ofNonTransactionalMessageEndingAt lsn: LSN) -> LSN {
+        lsn.rawValue > 0 ? LSN(lsn.rawValue - 1) : lsn
+    }
+
+    /// The table's replica identity is a unique index that leaves out primary-key columns: its deletes (and
+    /// key-changing updates) carry no primary key, so they cannot be keyed like the row's other changes.
+    public func identityLacksPrimaryKey(_ relation: PGOutputMessage.Relation) -> [String]? {
+        guard relation.replicaIdentity == .index, let primaryKey = primaryKeys[relation.id] else { return nil }
+        let identity = Set(relation.columns.filter(\.isKey).map(\.name))
+        let missing = primaryKey.filter { !identity.contains($0) }
+        return missing.isEmpty ? nil : missing
     }
 
     private func relation(_ id: OID) throws -> PGOutputMessage.Relation {
@@ -182,7 +201,7 @@ public struct ReplicationEventBuilder: Sendable {
     }
 
     private mutating func makeEvent(_ op: ChangeEvent.Operation, relation: PGOutputMessage.Relation,
-                                    before: JSONObject?, after: Row?) -> Output {
+                                    before: JSONObject?, after: Row?) throws -> Output {
         var (event, position) = makeEvent(op, schema: relation.namespace, table: relation.name)
         event.before = before
         event.after = after?.values
@@ -193,7 +212,18 @@ public struct ReplicationEventBuilder: Sendable {
                 ?? (relation.replicaIdentity == .full ? [] : relation.columns.filter(\.isKey).map(\.name))
             if !keyColumns.isEmpty {
                 var key: [(String, JSONValue)] = []
-                for name in keyColumns { key.append((name, row[name] ?? .null)) }
+                for name in keyColumns {
+                    guard let value = row[name] ?? before?[name] ?? (relation.replicaIdentity == .index ? nil : .null) else {
+                        // Only an old row under REPLICA IDENTITY USING INDEX lacks a key column: a null there would
+                        // send the change to another partition than the row's and make a tombstone miss it.
+                        throw Error(description: "\(op.rawValue) on \(relation.namespace).\(relation.name) carries no value for "
+                            + "primary-key column \(name): its REPLICA IDENTITY USING INDEX leaves the primary key out, so the "
+                            + "change cannot be keyed. Fix: ALTER TABLE \(relation.namespace).\(relation.name) REPLICA IDENTITY FULL "
+                            + "(or DEFAULT, or USING INDEX on an index that includes the primary key); changes written before the "
+                            + "fix cannot be keyed and keep this consumer stopped at them")
+                    }
+                    key.append((name, value))
+                }
                 event.key = JSONObject(key)
             }
             let qualified = "\(relation.namespace).\(relation.name)"

@@ -1,17 +1,26 @@
 /// Timestamp text conversions by plain calendar arithmetic: no Foundation formatter, no locale, no time zone
 /// database, so the result never depends on the machine Spillway runs on.
 public enum ISOTimestamp {
-    /// `2026-01-02 03:04:05.123+01` or `2026-01-02T03:04:05.123+01:00` → `2026-01-02T02:04:05.123Z`.
-    /// Nil for text it does not understand (`infinity`, BC dates): callers keep PostgreSQL's text then.
+    /// `2026-01-02 03:04:05.123+01` or `2026-01-02T03:04:05.123+01:00` → `2026-01-02T02:04:05.123Z`. Years past
+    /// 9999 keep their digits (`10000-01-01T00:00:00Z`); BC timestamps keep PostgreSQL's suffix, which it reads
+    /// back (`0044-03-15 12:00:00+00 BC` → `0044-03-15T12:00:00Z BC`). Nil for text it does not understand
+    /// (`infinity`): callers keep PostgreSQL's text then.
     public static func utc(fromPostgres text: String) -> String? {
-        let b = Array(text.utf8)
-        guard b.count >= 19, let year = number(b, 0, 4), b[4] == UInt8(ascii: "-"),
-              let month = number(b, 5, 2), b[7] == UInt8(ascii: "-"), let day = number(b, 8, 2),
-              b[10] == UInt8(ascii: " ") || b[10] == UInt8(ascii: "T"),
-              let hour = number(b, 11, 2), b[13] == UInt8(ascii: ":"), let minute = number(b, 14, 2),
-              b[16] == UInt8(ascii: ":"), let second = number(b, 17, 2)
+        var b = Array(text.utf8)
+        var isBC = false
+        if b.count > 3, b[(b.count - 3)...].elementsEqual(" BC".utf8) {
+            isBC = true
+            b.removeLast(3)
+        }
+        var y = 0
+        while y < b.count, isDigit(b[y]) { y += 1 }
+        guard y >= 4, let year = number(b, 0, y), b.count >= y + 15, b[y] == UInt8(ascii: "-"),
+              let month = number(b, y + 1, 2), b[y + 3] == UInt8(ascii: "-"), let day = number(b, y + 4, 2),
+              b[y + 6] == UInt8(ascii: " ") || b[y + 6] == UInt8(ascii: "T"),
+              let hour = number(b, y + 7, 2), b[y + 9] == UInt8(ascii: ":"), let minute = number(b, y + 10, 2),
+              b[y + 12] == UInt8(ascii: ":"), let second = number(b, y + 13, 2)
         else { return nil }
-        var i = 19
+        var i = y + 15
         var fraction: ArraySlice<UInt8> = []
         if i < b.count, b[i] == UInt8(ascii: ".") {
             let start = i + 1
@@ -41,16 +50,17 @@ public enum ISOTimestamp {
                 offsetSeconds = sign * (oh * 3600 + om * 60 + os)
             }
         }
-        var days = daysFromCivil(year: year, month: month, day: day)
+        // 1 BC is astronomical year 0, 2 BC is -1: the calendar arithmetic runs on astronomical years.
+        var days = daysFromCivil(year: isBC ? 1 - year : year, month: month, day: day)
         var secondsOfDay = hour * 3600 + minute * 60 + second - offsetSeconds
         while secondsOfDay < 0 { secondsOfDay += 86_400; days -= 1 }
         while secondsOfDay >= 86_400 { secondsOfDay -= 86_400; days += 1 }
-        let (y, m, d) = civilFromDays(days)
-        guard y >= 0, y <= 9999 else { return nil }
-        var out = "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T"
+        let (astronomicalYear, m, d) = civilFromDays(days)
+        let resultIsBC = astronomicalYear <= 0
+        var out = "\(pad(resultIsBC ? 1 - astronomicalYear : astronomicalYear, 4))-\(pad(m, 2))-\(pad(d, 2))T"
         out += "\(pad(secondsOfDay / 3600, 2)):\(pad(secondsOfDay % 3600 / 60, 2)):\(pad(secondsOfDay % 60, 2))"
         if !fraction.isEmpty { out += "." + String(decoding: fraction, as: UTF8.self) }
-        return out + "Z"
+        return out + (resultIsBC ? "Z BC" : "Z")
     }
 
     /// `2026-01-02T03:04:05.123456Z` (an event's `commit_time`) → seconds since 1970-01-01 UTC. Nil for any
@@ -76,11 +86,14 @@ public enum ISOTimestamp {
         return Double(days * 86_400 + hour * 3600 + minute * 60 + second) + fraction
     }
 
-    /// `2026-01-02 03:04:05` → `2026-01-02T03:04:05` (a timestamp without time zone stays zone-less).
+    /// `2026-01-02 03:04:05` → `2026-01-02T03:04:05` (a timestamp without time zone stays zone-less; a year
+    /// past 9999 and a ` BC` suffix stay as they are, as `to_jsonb` writes them).
     public static func local(fromPostgres text: String) -> String {
         var b = Array(text.utf8)
-        if b.count >= 19, b[10] == UInt8(ascii: " "), number(b, 0, 4) != nil, number(b, 11, 2) != nil {
-            b[10] = UInt8(ascii: "T")
+        var y = 0
+        while y < b.count, isDigit(b[y]) { y += 1 }
+        if y >= 4, b.count >= y + 15, b[y] == UInt8(ascii: "-"), b[y + 6] == UInt8(ascii: " "), number(b, y + 7, 2) != nil {
+            b[y + 6] = UInt8(ascii: "T")
         }
         return String(decoding: b, as: UTF8.self)
     }

@@ -12,6 +12,10 @@ public indirect enum PGTypeKind: Sendable, Hashable {
     case timestampWithTimeZone
     case timestamp
     case array(element: PGTypeKind)
+    /// A composite (row) type: a JSON object of its fields, in declared order, each mapped by its own kind.
+    /// The replication source parses the record's text form (`(EUR,1.50)`), the audit_log source gets an
+    /// object from `to_jsonb`; both end as `{"currency":"EUR","amount":"1.50"}`.
+    case composite(fields: [CompositeField])
     /// Everything else (text, varchar, uuid, date, time, interval, bytea as `\x..` hex, enums, money...):
     /// PostgreSQL's text form, as a string.
     case text
@@ -55,16 +59,31 @@ public indirect enum PGTypeKind: Sendable, Hashable {
     }
 }
 
+/// A field of a composite type.
+public struct CompositeField: Sendable, Hashable {
+    public var name: String
+    public var kind: PGTypeKind
+
+    public init(name: String, kind: PGTypeKind) {
+        self.name = name
+        self.kind = kind
+    }
+}
+
 /// A column of a captured table, as the catalog describes it.
 public struct ColumnInfo: Sendable, Hashable {
     public var name: String
     public var kind: PGTypeKind
     public var typeName: String
+    /// A stored generated column (`GENERATED ALWAYS AS (...) STORED`). pgoutput never sends these (before
+    /// PostgreSQL 18), so neither source emits them: a consumer recomputes them from the other columns.
+    public var isGenerated: Bool
 
-    public init(name: String, kind: PGTypeKind, typeName: String) {
+    public init(name: String, kind: PGTypeKind, typeName: String, isGenerated: Bool = false) {
         self.name = name
         self.kind = kind
         self.typeName = typeName
+        self.isGenerated = isGenerated
     }
 }
 
@@ -74,12 +93,16 @@ public struct TableInfo: Sendable, Hashable {
     public var name: String
     public var columns: [ColumnInfo]
     public var primaryKey: [String]
+    /// `json` columns whose audit rows hold their exact text as a JSON string (the capture trigger's
+    /// arguments name them): parsed back when read, since `to_jsonb` would merge duplicate keys.
+    public var exactJSONColumns: Set<String>
 
-    public init(schema: String, name: String, columns: [ColumnInfo], primaryKey: [String]) {
+    public init(schema: String, name: String, columns: [ColumnInfo], primaryKey: [String], exactJSONColumns: Set<String> = []) {
         self.schema = schema
         self.name = name
         self.columns = columns
         self.primaryKey = primaryKey
+        self.exactJSONColumns = exactJSONColumns
     }
 
     public var qualifiedName: String { "\(schema).\(name)" }

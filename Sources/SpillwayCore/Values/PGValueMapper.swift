@@ -31,6 +31,11 @@ public enum PGValueMapper {
         case .array(let element):
             guard let items = PGArrayLiteral.parse(text) else { return .string(text) }
             return arrayJSON(items, element: element)
+        case .composite(let fields):
+            guard let values = PGRecordLiteral.parse(text), values.count == fields.count else { return .string(text) }
+            return .object(JSONObject(zip(fields, values).map { field, value in
+                (field.name, value.map { json(fromText: $0, kind: field.kind) } ?? .null)
+            }))
         case .text:
             return .string(text)
         }
@@ -49,7 +54,7 @@ public enum PGValueMapper {
     // MARK: jsonb (audit_log)
 
     /// Normalises a value that `to_jsonb` produced for a column of `kind`, so both sources agree: numeric
-    /// numbers become exact strings and timestamptz moves to UTC.
+    /// numbers become exact strings, timestamptz moves to UTC, composites take their declared field order.
     public static func normalize(jsonbValue value: JSONValue, kind: PGTypeKind) -> JSONValue {
         switch (kind, value) {
         case (_, .null):
@@ -58,6 +63,15 @@ public enum PGValueMapper {
             return .string(literal)
         case (.timestampWithTimeZone, .string(let text)):
             return .string(ISOTimestamp.utc(fromPostgres: text) ?? text)
+        case (.timestamp, .string(let text)):
+            return .string(ISOTimestamp.local(fromPostgres: text))
+        case (.composite(let fields), .object(let object)):
+            var members: [(String, JSONValue)] = []
+            members.reserveCapacity(fields.count)
+            for field in fields {
+                if let member = object[field.name] { members.append((field.name, normalize(jsonbValue: member, kind: field.kind))) }
+            }
+            return .object(JSONObject(members))
         case (.array(let element), .array(let items)):
             // A multi-dimensional array nests arrays of the same kind, not of the element kind.
             return .array(items.map { item in
@@ -70,14 +84,18 @@ public enum PGValueMapper {
     }
 
     /// A whole row from `to_jsonb(row)`: values normalised and columns put back in table order (jsonb sorts
-    /// keys by length). Keys the table no longer has (a dropped column, audit history) are kept at the end
-    /// as they are.
+    /// keys by length). Generated columns are left out, as pgoutput leaves them out. Keys the table no longer
+    /// has (a dropped column, audit history) are kept at the end as they are.
     public static func normalize(jsonbRow row: JSONObject, table: TableInfo?) -> JSONObject {
         guard let table else { return row }
         var fields: [(String, JSONValue)] = []
         fields.reserveCapacity(row.count)
-        for column in table.columns {
-            if let value = row[column.name] {
+        for column in table.columns where !column.isGenerated {
+            guard let value = row[column.name] else { continue }
+            if case .string(let text) = value, table.exactJSONColumns.contains(column.name) {
+                // The trigger kept this json column's exact text; parsed as the replication source parses it.
+                fields.append((column.name, (try? JSONParser.parse(text)) ?? value))
+            } else {
                 fields.append((column.name, normalize(jsonbValue: value, kind: column.kind)))
             }
         }
@@ -122,6 +140,51 @@ public enum PGValueMapper {
             guard digits() > 0 else { return false }
         }
         return utf8.isEmpty
+    }
+}
+
+/// PostgreSQL's record literal (`(EUR,1.50)`, `("a b",,"say ""hi""")`), the text form of composite values:
+/// one entry per field, nil for NULL (an empty unquoted field; `""` is the empty string).
+public enum PGRecordLiteral {
+    public static func parse(_ text: String) -> [String?]? {
+        let b = Array(text.utf8)
+        guard b.count >= 2, b.first == UInt8(ascii: "("), b.last == UInt8(ascii: ")") else { return nil }
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\"), comma = UInt8(ascii: ",")
+        var fields: [String?] = []
+        var i = 1
+        let end = b.count - 1
+        while true {
+            // record_out quotes a field that needs it; record_in also takes quoted and plain runs mixed.
+            var out: [UInt8] = []
+            var isPresent = false
+            var inQuotes = false
+            while i < end {
+                let byte = b[i]
+                if inQuotes {
+                    if byte == quote {
+                        if i + 1 < end, b[i + 1] == quote { out.append(quote); i += 2; continue }
+                        inQuotes = false
+                        i += 1
+                        continue
+                    }
+                } else if byte == comma {
+                    break
+                } else if byte == quote {
+                    inQuotes = true
+                    isPresent = true
+                    i += 1
+                    continue
+                }
+                if byte == backslash, i + 1 < end { i += 1 }
+                out.append(b[i])
+                isPresent = true
+                i += 1
+            }
+            if inQuotes { return nil }
+            fields.append(isPresent ? String(decoding: out, as: UTF8.self) : nil)
+            if i >= end { return fields }
+            i += 1  // the comma
+        }
     }
 }
 

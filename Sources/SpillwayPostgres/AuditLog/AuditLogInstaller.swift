@@ -41,6 +41,7 @@ public struct AuditLogInstaller: Sendable {
                                       fix: "create the table first, or correct the name (schema.table)")
                 }
             }
+            try await PostgresCatalog.requireNoNestedPartitions(config.source.tables, on: connection)
             try await connection.execute(names.createSchemaSQL())
             if try await PostgresCatalog.tableExists(names.auditTable, on: connection) {
                 try await adopt(on: connection, report: &report)
@@ -56,14 +57,21 @@ public struct AuditLogInstaller: Sendable {
             } else {
                 try await connection.execute("DROP TRIGGER IF EXISTS \(AuditLogSchema.wakeTrigger) ON \(names.auditTable.sql)")
             }
+            if report.adoptedAuditTable { try await requireDistinctLegacyNames(on: connection) }
             for table in config.source.tables {
                 if report.adoptedAuditTable, try await hasAdoptedAuditTrigger(table, on: connection) {
                     report.tablesWithOwnTrigger.append(table)
                 } else {
-                    try await connection.execute(names.rowTriggerSQL(on: table))
+                    let jsonColumns = try await PostgresCatalog.jsonColumns(of: table, on: connection)
+                    try await connection.execute(names.rowTriggerSQL(on: table, jsonColumns: jsonColumns))
                     report.triggeredTables.append(table)
                 }
                 try await connection.execute(names.truncateTriggerSQL(on: table))
+                if try await PostgresCatalog.isPartitioned(table, on: connection) {
+                    report.warnings.append("table \(table) is partitioned: its changes arrive under its own name, but a TRUNCATE "
+                        + "of a single partition, and detaching or dropping one, are not captured; truncate \(table) itself or "
+                        + "DELETE from the partition when consumers must follow")
+                }
                 if try await PostgresCatalog.primaryKey(of: table, on: connection).isEmpty {
                     report.warnings.append("table \(table) has no primary key: its events carry `key: null`, so "
                         + "per-key routing (Kafka partitions, cache keys) cannot work for it; add a primary key")
@@ -118,6 +126,29 @@ public struct AuditLogInstaller: Sendable {
             report.adoptedAuditTable = true
             let history = try await connection.query("SELECT count(*) FROM \(names.auditTable.sql) WHERE txid IS NULL")
             report.historyRows = Int(history.first?[0] ?? "0") ?? 0
+        }
+    }
+
+    /// An adopted trigger function records `TG_TABLE_NAME` but no schema, so two tables of one name that
+    /// feed the audit table through one cannot be told apart, and a captured table would receive the other's
+    /// rows (or both would be dropped as ambiguous). Refused before anything is created.
+    private func requireDistinctLegacyNames(on connection: PostgresConnection) async throws {
+        let legacy = try await connection.query(
+            """
+            SELECT DISTINCT n.nspname, c.relname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+            JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE NOT t.tgisinternal AND p.proname = ANY($1::text[]) AND t.tgname <> $2
+            """, ["{\(AuditLogSchema.adoptedTriggerFunctions.joined(separator: ","))}", AuditLogSchema.captureTrigger])
+        let legacyTables = legacy.rows.map { QualifiedName(schema: $0[0] ?? "", name: $0[1] ?? "") }
+        for (index, table) in config.source.tables.enumerated() {
+            let namesakes = legacyTables.filter { $0.name == table.name && $0.schema != table.schema }
+            guard let other = namesakes.first else { continue }
+            throw ConfigError(
+                key: "source.tables[\(index)]",
+                problem: "\(other) feeds \(names.auditTable) through a trigger that records no schema, and \(table) has the "
+                    + "same name: their audit rows cannot be told apart",
+                fix: "drop that trigger on \(other) (`DROP TRIGGER ... ON \(other.sql)`; list \(other) in source.tables and "
+                    + "Spillway's own trigger, which records the schema, captures it), or rename one of the tables")
         }
     }
 

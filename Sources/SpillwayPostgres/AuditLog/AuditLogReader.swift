@@ -23,6 +23,10 @@ public final class AuditLogReader: @unchecked Sendable {
     private let connection: PostgresConnection
     private let logger: Logger
     private var directory: TableDirectory
+    /// `schema.table` names of audit rows already looked up in the catalog (see `resolveUnknownNames`).
+    private var resolvedNames: Set<String> = []
+    /// `catalogFingerprint()` when the table descriptions were read.
+    private var loadedFingerprint: String?
     private var hasCommitTimestamps = false
     /// The server-side cursor that is open, and the row it was last positioned after.
     private var openCursor: (batch: PGSnapshot, after: AuditLogOrdering?)?
@@ -54,6 +58,7 @@ public final class AuditLogReader: @unchecked Sendable {
             throw ConfigError(key: "source.audit_table", problem: "audit table \(names.auditTable) does not exist",
                               fix: "run `spillway install --config FILE` first")
         }
+        loadedFingerprint = try await catalogFingerprint()
         try await reloadTables()
         let setting = try await connection.query("SELECT current_setting('track_commit_timestamp')")
         hasCommitTimestamps = setting.first?[0] == "on"
@@ -65,6 +70,29 @@ public final class AuditLogReader: @unchecked Sendable {
         }
     }
 
+    /// One cheap catalog query per new snapshot batch: the captured tables' columns, types and primary keys.
+    /// When it changes (DDL while `run` runs), the descriptions are read again, so a column added since
+    /// start-up maps by its type (a new `numeric` column stays an exact string) and not as raw jsonb.
+    private func catalogFingerprint() async throws -> String {
+        let result = try await connection.query(
+            """
+            SELECT md5(coalesce(string_agg(a.attrelid::text || ':' || a.attnum || ':' || a.attname || ':' || a.atttypid::text
+                                           || ':' || a.attgenerated::text || ':' || a.attisdropped::text, ',' ORDER BY a.attrelid, a.attnum), '')
+                       || coalesce((SELECT string_agg(i.indexrelid::text || ':' || i.indkey::text, ',' ORDER BY i.indexrelid)
+                                    FROM pg_index i WHERE i.indrelid = ANY($1::regclass[]) AND i.indisprimary), ''))
+            FROM pg_attribute a WHERE a.attrelid = ANY($1::regclass[]) AND a.attnum > 0
+            """, [SQLText.arrayLiteral(config.source.tables.map(\.sql))])
+        return result.first?[0] ?? ""
+    }
+
+    private func reloadTablesIfChanged() async throws {
+        let fingerprint = try await catalogFingerprint()
+        guard fingerprint != loadedFingerprint else { return }
+        logger.info("captured tables changed (DDL): reading their columns again")
+        loadedFingerprint = fingerprint
+        try await reloadTables()
+    }
+
     public func reloadTables() async throws {
         var tables: [TableInfo] = []
         for (index, table) in config.source.tables.enumerated() {
@@ -72,9 +100,82 @@ public final class AuditLogReader: @unchecked Sendable {
                 throw ConfigError(key: "source.tables[\(index)]", problem: "table \(table) does not exist",
                                   fix: "create it, or remove it from source.tables")
             }
-            tables.append(try await PostgresCatalog.describe(table, on: connection))
+            var info = try await PostgresCatalog.describe(table, on: connection)
+            let arguments = try await captureTriggerArguments(of: table)
+            if let arguments {
+                info.exactJSONColumns = Set(arguments.dropFirst(2))
+                let jsonColumns = try await PostgresCatalog.jsonColumns(of: table, on: connection)
+                let stale = jsonColumns.filter { !info.exactJSONColumns.contains($0) }
+                if !stale.isEmpty || arguments.count < 2 {
+                    logger.warning("the capture trigger predates the table's current columns: its json columns lose duplicate keys and key order", metadata: [
+                        "table": "\(table)", "columns": "\(stale.joined(separator: ","))",
+                        "fix": "run `spillway install --config FILE` again (it re-creates the trigger)",
+                    ])
+                }
+            }
+            tables.append(info)
         }
         directory = TableDirectory(tables)
+        for table in config.source.tables where try await PostgresCatalog.isPartitioned(table, on: connection) {
+            let partitions = try await connection.query(
+                """
+                SELECT n.nspname, c.relname FROM pg_partition_tree($1::regclass) p
+                JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.relid <> $1::regclass
+                """, [table.sql])
+            for row in partitions.rows {
+                directory.add(alias: QualifiedName(schema: row[0] ?? "", name: row[1] ?? ""), for: table)
+            }
+        }
+        resolvedNames = []
+    }
+
+    /// The arguments of Spillway's row trigger on `table` (schema, name, json columns), or nil when the table
+    /// has none (an adopted table's own trigger feeds the audit table).
+    private func captureTriggerArguments(of table: QualifiedName) async throws -> [String]? {
+        let result = try await connection.query(
+            "SELECT tgargs FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2 AND tgparentid = 0",
+            [table.sql, AuditLogSchema.captureTrigger])
+        guard let hex = result.first?[0] else { return nil }
+        // bytea in hex (bytea_output is pinned): the arguments, each ended by a NUL byte.
+        var bytes: [UInt8] = []
+        var digits = Array(hex.utf8.dropFirst(2))[...]
+        while digits.count >= 2, let byte = UInt8(String(decoding: digits.prefix(2), as: UTF8.self), radix: 16) {
+            bytes.append(byte)
+            digits = digits.dropFirst(2)
+        }
+        return bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Rows stored under a name no captured table has may still belong to one: a partition attached since
+    /// start-up, or a partition's name written by an adopted trigger. Each such name is looked up in the
+    /// catalog once per run; names that stay foreign are reported once, so a skip is never silent.
+    private func resolveUnknownNames(in rows: [[String?]]) async throws {
+        for row in rows {
+            let schema = row[3], table = row[4] ?? ""
+            let name = "\(schema ?? "").\(table)"
+            guard !resolvedNames.contains(name), directory.resolve(schema: schema, table: table) == .notCaptured else { continue }
+            resolvedNames.insert(name)
+            let ancestors = try await connection.query(
+                """
+                SELECT cn.nspname, c.relname, an.nspname, ac.relname
+                FROM pg_class c JOIN pg_namespace cn ON cn.oid = c.relnamespace
+                CROSS JOIN LATERAL pg_partition_ancestors(c.oid) a(relid)
+                JOIN pg_class ac ON ac.oid = a.relid JOIN pg_namespace an ON an.oid = ac.relnamespace
+                WHERE c.relname = $2 AND ($1::text IS NULL OR cn.nspname = $1) AND c.relispartition
+                """, [schema, table])
+            let listed = Set(config.source.tables)
+            for match in ancestors.rows {
+                let root = QualifiedName(schema: match[2] ?? "", name: match[3] ?? "")
+                guard listed.contains(root) else { continue }
+                directory.add(alias: QualifiedName(schema: match[0] ?? "", name: match[1] ?? ""), for: root)
+            }
+            if directory.resolve(schema: schema, table: table) == .notCaptured {
+                logger.notice("audit rows of a table this consumer does not capture are skipped", metadata: [
+                    "table": "\(schema.map { "\($0)." } ?? "")\(table)", "audit_table": "\(names.auditTable)",
+                    "fix": "list the table in source.tables to deliver them",
+                ])
+            }
+        }
     }
 
     public func close() async {
@@ -103,6 +204,7 @@ public final class AuditLogReader: @unchecked Sendable {
                 throw PostgresError(message: "pg_current_snapshot() returned no snapshot")
             }
             if cursor.completed.hasSameVisibility(as: snapshot) { return nil }
+            try await reloadTablesIfChanged()
             cursor.batch = snapshot
         }
         guard let batch = cursor.batch else { return nil }
@@ -113,6 +215,7 @@ public final class AuditLogReader: @unchecked Sendable {
             try await declareCursor(completed: cursor.completed, batch: batch, after: cursor.batchProgress)
         }
         let result = try await connection.query("FETCH FORWARD \(limit) FROM \(Self.cursorName)")
+        try await resolveUnknownNames(in: result.rows)
         var events: [ChangeEvent] = []
         events.reserveCapacity(result.rows.count)
         var last: AuditLogOrdering?
@@ -183,6 +286,7 @@ public final class AuditLogReader: @unchecked Sendable {
             """, [cursor.historyProgress?.changedAt, cursor.historyProgress?.id])
         var cursor = cursor
         var events: [ChangeEvent] = []
+        try await resolveUnknownNames(in: result.rows)
         for row in result.rows {
             if let event = try event(from: row) { events.append(event) }
             cursor.historyProgress = .init(changedAt: row[10] ?? "", id: row[2] ?? "")
@@ -194,14 +298,16 @@ public final class AuditLogReader: @unchecked Sendable {
         return AuditLogBatch(events: events, cursor: cursor, rowsRead: result.rows.count)
     }
 
-    /// Nil for rows of tables this consumer does not capture (an adopted audit table may log more).
+    /// Nil for rows of tables this consumer does not capture (an adopted audit table may log more, and several
+    /// consumers may share one audit table); `resolveUnknownNames` reported those. A row whose bare table
+    /// name several captured tables share throws: the checkpoint holds rather than guess.
     private func event(from row: [String?]) throws -> ChangeEvent? {
         let table = row[4] ?? ""
-        guard directory.lookup(schema: row[3], table: table) != nil else { return nil }
         let stored = AuditLogEvents.Row(
             txid: row[0].flatMap { UInt64($0) }, sequence: row[1].flatMap { Int64($0) }, auditID: row[2] ?? "",
             schema: row[3], table: table, operation: row[5] ?? "", oldData: row[6], newData: row[7],
             tenant: row[8], commitTime: row[9])
+        if directory.resolve(schema: row[3], table: table) == .notCaptured { return nil }
         return try AuditLogEvents.event(from: stored, tables: directory)
     }
 }

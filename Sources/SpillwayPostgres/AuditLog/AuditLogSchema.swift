@@ -95,20 +95,51 @@ public struct AuditLogSchema: Sendable {
         return "CREATE INDEX IF NOT EXISTS \(name) ON \(auditTable.sql) (txid, seq)"
     }
 
+    /// The row trigger's function. Its arguments, set per table by `rowTriggerSQL`: the captured table's schema
+    /// and name (a partitioned table's partitions run clones of its trigger, with the same arguments, so their
+    /// rows are recorded under the table the user captured), then the table's `json` columns, stored as
+    /// strings holding their exact text (`to_jsonb` would merge duplicate keys and reorder them).
+    ///
+    /// The SET clauses pin what `to_jsonb` renders values with (`PostgresConnection.pinnedSettings`), so an
+    /// audit row does not depend on the writing session's TimeZone, IntervalStyle, bytea_output, ...
     func captureFunctionSQL() -> String {
-        """
+        let pinned = PostgresConnection.pinnedSettings.map { "SET \($0.name) = \(SQLText.literal($0.value))" }.joined(separator: " ")
+        return """
         CREATE OR REPLACE FUNCTION \(captureFunction)() RETURNS trigger
-        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $spillway$
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp \(pinned) AS $spillway$
+        DECLARE
+            old_row jsonb;
+            new_row jsonb;
+            exact json;
+            i int;
         BEGIN
             IF TG_LEVEL = 'STATEMENT' THEN
                 INSERT INTO \(auditTable.sql) (schema_name, table_name, operation)
-                VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP);
-            ELSE
-                INSERT INTO \(auditTable.sql) (schema_name, table_name, operation, old_data, new_data)
-                VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP,
-                        CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
-                        CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END);
+                VALUES (coalesce(TG_ARGV[0], TG_TABLE_SCHEMA), coalesce(TG_ARGV[1], TG_TABLE_NAME), TG_OP);
+                RETURN NULL;
             END IF;
+            IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
+            IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
+            IF TG_NARGS > 2 THEN
+                IF old_row IS NOT NULL THEN
+                    exact := row_to_json(OLD);
+                    FOR i IN 2 .. TG_NARGS - 1 LOOP
+                        IF exact -> TG_ARGV[i] IS NOT NULL AND json_typeof(exact -> TG_ARGV[i]) <> 'null' THEN
+                            old_row := jsonb_set(old_row, ARRAY[TG_ARGV[i]], to_jsonb((exact -> TG_ARGV[i])::text));
+                        END IF;
+                    END LOOP;
+                END IF;
+                IF new_row IS NOT NULL THEN
+                    exact := row_to_json(NEW);
+                    FOR i IN 2 .. TG_NARGS - 1 LOOP
+                        IF exact -> TG_ARGV[i] IS NOT NULL AND json_typeof(exact -> TG_ARGV[i]) <> 'null' THEN
+                            new_row := jsonb_set(new_row, ARRAY[TG_ARGV[i]], to_jsonb((exact -> TG_ARGV[i])::text));
+                        END IF;
+                    END LOOP;
+                END IF;
+            END IF;
+            INSERT INTO \(auditTable.sql) (schema_name, table_name, operation, old_data, new_data)
+            VALUES (coalesce(TG_ARGV[0], TG_TABLE_SCHEMA), coalesce(TG_ARGV[1], TG_TABLE_NAME), TG_OP, old_row, new_row);
             RETURN NULL;
         END
         $spillway$
@@ -126,19 +157,22 @@ public struct AuditLogSchema: Sendable {
         """
     }
 
-    func rowTriggerSQL(on table: QualifiedName) -> String {
-        """
+    /// `jsonColumns`: the table's `json` (not jsonb) columns, which the trigger keeps as exact text.
+    func rowTriggerSQL(on table: QualifiedName, jsonColumns: [String] = []) -> String {
+        let arguments = ([table.schema, table.name] + jsonColumns).map(SQLText.literal).joined(separator: ", ")
+        return """
         DROP TRIGGER IF EXISTS \(Self.captureTrigger) ON \(table.sql);
         CREATE TRIGGER \(Self.captureTrigger) AFTER INSERT OR UPDATE OR DELETE ON \(table.sql)
-        FOR EACH ROW EXECUTE FUNCTION \(captureFunction)()
+        FOR EACH ROW EXECUTE FUNCTION \(captureFunction)(\(arguments))
         """
     }
 
     func truncateTriggerSQL(on table: QualifiedName) -> String {
-        """
+        let arguments = [table.schema, table.name].map(SQLText.literal).joined(separator: ", ")
+        return """
         DROP TRIGGER IF EXISTS \(Self.truncateTrigger) ON \(table.sql);
         CREATE TRIGGER \(Self.truncateTrigger) AFTER TRUNCATE ON \(table.sql)
-        FOR EACH STATEMENT EXECUTE FUNCTION \(captureFunction)()
+        FOR EACH STATEMENT EXECUTE FUNCTION \(captureFunction)(\(arguments))
         """
     }
 

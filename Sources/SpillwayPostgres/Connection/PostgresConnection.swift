@@ -2,9 +2,11 @@ import CLibPQ
 import Dispatch
 import Foundation
 
-/// A PostgreSQL error, from the server (with SQLSTATE) or from libpq. `description` is safe to log: libpq's
-/// messages name host and port, never the password.
-public struct PostgresError: Error, CustomStringConvertible, Sendable {
+/// A PostgreSQL error, from the server (with SQLSTATE) or from libpq. `description` is safe to log and to
+/// store in `checkpoints.last_error`: libpq's messages name host and port, never the password, and the
+/// server's DETAIL is left out because it can echo row values (a unique violation names the key, a check
+/// violation the whole failing row). `debugDescription` has it, for a debugger, never for a log.
+public struct PostgresError: Error, CustomStringConvertible, CustomDebugStringConvertible, Sendable {
     public var message: String
     public var sqlState: String?
     public var detail: String?
@@ -20,9 +22,12 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         var text = message
         if let sqlState { text += " (SQLSTATE \(sqlState))" }
-        if let detail { text += " — \(detail)" }
         if let hint { text += " Hint: \(hint)" }
         return text
+    }
+
+    public var debugDescription: String {
+        description + (detail.map { " Detail: \($0)" } ?? "")
     }
 
     /// The server or the network went away: worth reconnecting, unlike a SQL error.
@@ -65,8 +70,21 @@ public final class PostgresConnection: @unchecked Sendable {
         if !isClosed { PQfinish(handle) }
     }
 
-    /// Connects and sets a session that both sources rely on: UTC and ISO dates, so the value mapper sees one
-    /// text format. `url` is a libpq connection string or `postgres://` URL.
+    /// The session settings that value text depends on, pinned on every connection Spillway opens (the
+    /// replication one included: pgoutput renders values in the walsender with its session's settings), so
+    /// neither `ALTER DATABASE … SET`, `ALTER ROLE … SET` nor `PGOPTIONS` changes what an event holds. The
+    /// audit trigger pins the same list (`AuditLogSchema.captureFunctionSQL`).
+    public static let pinnedSettings: [(name: String, value: String)] = [
+        ("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("IntervalStyle", "postgres"), ("extra_float_digits", "3"),
+        ("bytea_output", "hex"), ("lc_monetary", "C"),
+    ]
+
+    static var pinnedSettingsSQL: String {
+        pinnedSettings.map { "SET \($0.name) = '\($0.value)'" }.joined(separator: "; ")
+    }
+
+    /// Connects and pins `pinnedSettings`, so the value mapper sees one text format. `url` is a libpq
+    /// connection string or `postgres://` URL.
     public static func connect(url: String, applicationName: String = "spillway",
                                replication: Bool = false) async throws -> PostgresConnection {
         let handle: OpaquePointer = try await withCheckedThrowingContinuation { continuation in
@@ -90,10 +108,15 @@ public final class PostgresConnection: @unchecked Sendable {
             }
         }
         let connection = PostgresConnection(handle: handle, label: applicationName)
-        if replication { return connection }
-        // NOTICEs (e.g. "trigger does not exist, skipping" from idempotent DDL) would otherwise reach stderr raw.
-        try await connection.execute(
-            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3; SET client_min_messages = warning")
+        // A walsender with `replication=database` takes SQL too, and these settings govern how pgoutput
+        // renders values. NOTICEs (e.g. "trigger does not exist, skipping" from idempotent DDL) would
+        // otherwise reach stderr raw.
+        do {
+            try await connection.execute(pinnedSettingsSQL + "; SET client_min_messages = warning")
+        } catch {
+            await connection.close()
+            throw error
+        }
         return connection
     }
 

@@ -41,19 +41,52 @@ public struct ReplicationInstaller: Sendable {
                                       fix: "create the table first, or correct the name (schema.table)")
                 }
                 let identity = try await connection.query("SELECT relreplident FROM pg_class WHERE oid = $1::regclass", [table.sql])
-                let hasKey = !(try await PostgresCatalog.primaryKey(of: table, on: connection)).isEmpty
+                let primaryKey = try await PostgresCatalog.primaryKey(of: table, on: connection)
+                let hasKey = !primaryKey.isEmpty
+                if identity.first?[0] == "i" {
+                    let indexed = try await connection.query(
+                        """
+                        SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                        WHERE i.indrelid = $1::regclass AND i.indisreplident
+                        """, [table.sql])
+                    let identityColumns = Set(indexed.rows.compactMap { $0[0] })
+                    let missing = primaryKey.filter { !identityColumns.contains($0) }
+                    if !missing.isEmpty {
+                        throw ConfigError(
+                            key: "source.tables[\(index)]",
+                            problem: "table \(table) has REPLICA IDENTITY USING INDEX on an index without its primary-key column(s) "
+                                + "\(missing.joined(separator: ", ")): its deletes would carry no primary key, so they could not be "
+                                + "keyed like the row's other changes (another Kafka partition, a tombstone that misses the row)",
+                            fix: "ALTER TABLE \(table.sql) REPLICA IDENTITY FULL (or DEFAULT, or USING INDEX on a unique index that "
+                                + "includes the primary key)")
+                    }
+                }
+                if try await PostgresCatalog.isPartitioned(table, on: connection) {
+                    report.warnings.append("table \(table) is partitioned: its changes arrive under its own name, but a TRUNCATE "
+                        + "of a single partition, and detaching or dropping one, are not captured; truncate \(table) itself or "
+                        + "DELETE from the partition when consumers must follow")
+                }
                 if !hasKey, identity.first?[0] != "f" {
                     report.warnings.append("table \(table) has no primary key and no REPLICA IDENTITY FULL: while it is published, "
                         + "PostgreSQL rejects its UPDATEs and DELETEs. Fix: add a primary key, or ALTER TABLE \(table) REPLICA IDENTITY FULL")
                 }
             }
+            try await PostgresCatalog.requireNoNestedPartitions(config.source.tables, on: connection)
             let names = AuditLogSchema(config: config)
             try await connection.execute(names.createSchemaSQL())
             let publication = SQLText.identifier(settings.publication)
-            let exists = try await connection.query("SELECT 1 FROM pg_publication WHERE pubname = $1", [settings.publication])
+            let exists = try await connection.query("SELECT pubviaroot FROM pg_publication WHERE pubname = $1", [settings.publication])
+            // A partitioned table's changes are published under its own name (as the audit_log source records
+            // them), not under the partition's that holds the row.
             if exists.rows.isEmpty {
-                try await connection.execute("CREATE PUBLICATION \(publication) FOR TABLE \(config.source.tables.map(\.sql).joined(separator: ", "))")
+                try await connection.execute("CREATE PUBLICATION \(publication) FOR TABLE \(config.source.tables.map(\.sql).joined(separator: ", ")) "
+                    + "WITH (publish_via_partition_root = true)")
             } else {
+                if exists.first?[0] != "t" {
+                    try await connection.execute("ALTER PUBLICATION \(publication) SET (publish_via_partition_root = true)")
+                    report.warnings.append("publication \(settings.publication) now publishes changes of partitioned tables under "
+                        + "the partitioned table's name (publish_via_partition_root = true)")
+                }
                 let published = try await connection.query(
                     "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1", [settings.publication])
                 let present = Set(published.rows.compactMap { $0[0] })

@@ -33,6 +33,8 @@ public final class ReplicationReader: @unchecked Sendable {
     private let catalog: PostgresConnection
     private let logger: Logger
     private var decoder = PGOutputDecoder()
+    /// A change that cannot be turned into an event, held back until the events before it are returned.
+    private var pendingFailure: FatalSourceError?
     private var builder: ReplicationEventBuilder
     private let acknowledged: ReplicationPosition
     /// The newest position the server told us about (keepalives, data).
@@ -92,8 +94,9 @@ public final class ReplicationReader: @unchecked Sendable {
             throw FatalSourceError("replication slot '\(settings.slot)' is in use by process \(pid): another `spillway run` "
                 + "(or another client) is reading it")
         }
-        let options = "proto_version '1', publication_names \(SQLText.literal(settings.publication))"
-            + (settings.messages || settings.heartbeat > .zero ? ", messages 'true'" : "")
+        // Messages always: heartbeats and `run --once`'s end marker are messages, whatever `source.messages` says
+        // (the builder drops other messages when it is off).
+        let options = "proto_version '1', publication_names \(SQLText.literal(settings.publication)), messages 'true'"
         // Starting at our own checkpoint is only a floor: the server starts at the slot's confirmed position
         // if that is later, and we skip what the checkpoint covers.
         let start = acknowledged.index == nil ? acknowledged.commitLSN : .zero
@@ -108,6 +111,7 @@ public final class ReplicationReader: @unchecked Sendable {
 
     /// Up to `maximum` events, waiting at most `wait` for the stream to say anything.
     public func next(maximum: Int, wait: Duration) async throws -> ReplicationBatch {
+        if let failure = pendingFailure { throw failure }
         var batch = ReplicationBatch(events: [], position: nil, confirmable: nil, isIdle: false)
         var receivedAnything = false
         while batch.events.count < maximum {
@@ -115,7 +119,14 @@ public final class ReplicationReader: @unchecked Sendable {
             if messages.isEmpty { break }
             receivedAnything = true
             for bytes in messages {
-                try await handle(bytes, into: &batch)
+                do {
+                    try await handle(bytes, into: &batch)
+                } catch let failure as FatalSourceError where !batch.events.isEmpty {
+                    // Deliver (and checkpoint) what came before the change that cannot be decoded, so the consumer
+                    // stops exactly at it; the next call reports it.
+                    pendingFailure = failure
+                    return batch
+                }
             }
         }
         batch.isIdle = !receivedAnything
@@ -131,7 +142,14 @@ public final class ReplicationReader: @unchecked Sendable {
         case .xLogData(let data):
             let message = try decoder.decode(data.payload)
             if case .relation(let relation) = message { try await describe(relation) }
-            for output in try builder.handle(message) {
+            let outputs: [ReplicationEventBuilder.Output]
+            do {
+                outputs = try builder.handle(message)
+            } catch let error as ReplicationEventBuilder.Error {
+                // The same WAL comes again after a reconnect, and with it the same error: retrying cannot help.
+                throw FatalSourceError(error.description)
+            }
+            for output in outputs {
                 switch output {
                 case .none:
                     break
@@ -155,25 +173,22 @@ public final class ReplicationReader: @unchecked Sendable {
 
     /// Resolves what the builder cannot know from the stream: non-built-in types and the primary key.
     private func describe(_ relation: PGOutputMessage.Relation) async throws {
-        let unknown = builder.unknownTypes(in: relation)
-        if !unknown.isEmpty {
-            let types = try await catalog.query(
-                """
-                SELECT t.oid::int8, bt.oid::int8, bt.typcategory, et.oid::int8, et.typcategory
-                FROM pg_type t
-                JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-                LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
-                WHERE t.oid = ANY($1::oid[])
-                """, ["{" + unknown.map(String.init).joined(separator: ",") + "}"])
-            for row in types.rows {
-                let element = row[3].flatMap { UInt32($0) }.map { PGTypeKind(oid: $0, category: row[4]?.first ?? "U", element: nil) }
-                let kind = PGTypeKind(oid: UInt32(row[1] ?? "0") ?? 0, category: row[2]?.first ?? "U", element: element)
-                builder.register(kind: kind, for: UInt32(row[0] ?? "0") ?? 0)
+        // Every Relation message resolves its user types again: a composite may have gained a field since.
+        let userTypes = relation.columns.map(\.typeOID).filter { PGTypeKind(builtinOID: $0) == nil }
+        if !userTypes.isEmpty {
+            for (oid, kind) in try await PostgresCatalog.typeKinds(of: userTypes, on: catalog) {
+                builder.register(kind: kind, for: oid)
             }
         }
         let table = QualifiedName(schema: relation.namespace, name: relation.name)
         if try await PostgresCatalog.tableExists(table, on: catalog) {
             builder.register(primaryKey: try await PostgresCatalog.primaryKey(of: table, on: catalog), for: relation.id)
+        }
+        if let missing = builder.identityLacksPrimaryKey(relation) {
+            logger.error("table's replica identity leaves out its primary key: its deletes cannot be keyed and stop the stream", metadata: [
+                "table": "\(table)", "missing_key_columns": "\(missing.joined(separator: ","))",
+                "fix": "ALTER TABLE \(table.sql) REPLICA IDENTITY FULL",
+            ])
         }
     }
 
