@@ -143,6 +143,7 @@ struct FieldCasesTests {
             #expect(events.map(\.op) == [.insert, .insert, .delete, .insert, .update, .delete, .insert], "\(events.map(\.op))")
             #expect(events.allSatisfy { $0.schema == "public" && $0.table == "m" }, "\(events.map(\.qualifiedTable))")
             #expect(events.map { $0.key?["id"] } == ["1", "2", "1", "1", "2", "2", "3"].map { JSONValue.number($0) })
+            try #require(events.count == 7)
             #expect(events[3].after?["region"] == .string("us"), "the moved row's insert holds its new partition key")
             #expect(events[6].after?["note"] == .string("new partition"), "a partition attached after install is captured")
             let status = try await statusJSON(configPath)
@@ -218,18 +219,23 @@ struct FieldCasesTests {
                                                         extraSource: "  batch_size: 1\n  heartbeat: 0s")
             let installed = try await SpillwayProcess.run(["install", "--config", configPath])
             try #require(installed.code == 0, "\(installed.stderr)")
-            // The message's record ends where the transaction's commit record starts: the same LSN in pgoutput.
-            try await app.execute("BEGIN; INSERT INTO products VALUES (1); SELECT pg_logical_emit_message(false, 'p', 'x'); COMMIT")
+            // The message's record ends where the transaction's commit record starts: the same LSN in pgoutput
+            // (unless another database's WAL lands in between, so several rounds).
+            for id in 1...5 {
+                try await app.execute("BEGIN; INSERT INTO products VALUES (\(id)); SELECT pg_logical_emit_message(false, 'p', 'x'); COMMIT")
+            }
             let ran = try await SpillwayProcess.run(["run", "--once", "--config", configPath])
             try #require(ran.code == 0, "\(ran.stderr)")
             let events = try readEvents(sink)
-            try #require(events.count == 2, "\(events.map(\.id))")
-            #expect(events[0].op == .message && events[1].op == .insert)
-            #expect(events[0].id != events[1].id, "\(events.map(\.id))")
-            let message = try #require(events[0].position.split(separator: ":").first.flatMap { LSN(string: String($0)) })
-            let commit = try #require(events[1].position.split(separator: ":").first.flatMap { LSN(string: String($0)) })
-            #expect(message < commit, "a checkpoint at the message must not cover the transaction")
-            #expect(!ReplicationPosition(commitLSN: message).covers(commitLSN: commit, index: 0))
+            try #require(events.count == 10, "\(events.map(\.id))")
+            #expect(Set(events.map(\.id)).count == 10, "\(events.map(\.id))")
+            #expect(events.map(\.op) == Array(repeating: [ChangeEvent.Operation.message, .insert], count: 5).flatMap { $0 })
+            func lsn(_ event: ChangeEvent) -> LSN? { event.position.split(separator: ":").first.flatMap { LSN(string: String($0)) } }
+            for pair in stride(from: 0, to: 10, by: 2) {
+                let message = try #require(lsn(events[pair])), commit = try #require(lsn(events[pair + 1]))
+                #expect(message < commit, "a checkpoint at the message must not cover the transaction")
+                #expect(!ReplicationPosition(commitLSN: message).covers(commitLSN: commit, index: 0))
+            }
         }
     }
 
@@ -289,7 +295,7 @@ struct FieldCasesTests {
                 #expect(error.detail?.contains("alice@example.com") == true, "the server did send the value")
                 #expect(!error.description.contains("alice@example.com"), "\(error.description)")
                 #expect(!"\(error)".contains("alice@example.com"))
-                #expect(error.debugDescription.contains("alice@example.com"))
+                #expect(String(reflecting: error).contains("alice@example.com"), "kept for a debugger")
         }
         }
     }
