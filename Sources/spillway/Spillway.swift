@@ -92,6 +92,9 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
+            // Past a file-size limit (`ulimit -f`) the kernel would kill the process mid-write; ignored, the write
+            // fails with EFBIG instead, and the file sink reports it and retries like any other failure.
+            signal(SIGXFSZ, SIG_IGN)
             let config = try options.load()
             let logger = makeLogger(config.log)
             let routes = try await SinkFactory.makeRoutes(config)
@@ -140,12 +143,20 @@ struct Status: AsyncParsableCommand {
 
 struct Reset: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Rewind the consumer to the oldest retained audit row, to replay changes (stop `run` first).")
+        abstract: "Rewind an audit_log consumer to the oldest retained audit row, to replay changes (stop `run` first).")
     @OptionGroup var options: ConfigOption
 
     func run() async throws {
         try await reportingErrors {
             let config = try options.load()
+            guard config.source.kind == .auditLog else {
+                // Clearing the checkpoint would only claim a replay: the slot has confirmed those changes and a
+                // logical slot never sends confirmed changes again.
+                throw ConfigError(key: "source.kind",
+                                  problem: "`reset` replays from the audit table; a replication slot cannot rewind (PostgreSQL "
+                                      + "never resends changes a slot confirmed), so there is nothing to replay from",
+                                  fix: "rebuild what the consumer feeds from the tables themselves; nothing was changed")
+            }
             let found = try await PostgresConnection.withConnection(url: config.database.url, applicationName: "spillway-reset") {
                 connection in
                 let lock = try await connection.query("SELECT pg_try_advisory_lock(hashtext($1))", ["spillway-consumer:\(config.consumer)"])

@@ -15,7 +15,9 @@ struct QualifiedNameTests {
         (#""a.b""#, "public", "a.b"),
         ("t$1", "public", "t$1"),
         ("_x", "public", "_x"),
-        ("Ärger", "public", "ärger"),
+        // PostgreSQL folds only ASCII letters in unquoted identifiers (in a UTF-8 database): `Ärger` stays.
+        ("Ärger", "public", "Ärger"),
+        ("ÄRGER.Straße", "Ärger", "straße"),
     ])
     func parses(text: String, schema: String, name: String) throws {
         let parsed = try #require(QualifiedName(parsing: text))

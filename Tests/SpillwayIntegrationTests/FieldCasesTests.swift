@@ -9,7 +9,7 @@ import Testing
 /// logical messages, replica identities. Each runs through both sources where it applies.
 @Suite("field cases: settings, partitions, types, ids", .enabled(if: TestEnvironment.canRun))
 struct FieldCasesTests {
-    static let sources = ["audit_log", "replication"]
+    static let sources = SourceKind.allCases.map(\.rawValue)
 
     /// Where the foreign settings are set: for the database, for the role (both reach Spillway's own
     /// connections unless it pins them), or only in the writing session (reaches the audit trigger).
@@ -165,12 +165,11 @@ struct FieldCasesTests {
             let (configPath, sink) = try db.writeConfig(consumer: "c", kind: kind)
             try #require(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
             let runner = try SpillwayProcess(["run", "--config", configPath])
-            defer { runner.signal(SIGKILL) }
             try await app.execute("INSERT INTO products VALUES (1, 'before')")
-            try await waitForEvents(sink, count: 1)
+            try await waitForEvents(sink, "the first insert") { $0.count >= 1 }
             try await app.execute("ALTER TABLE products ADD COLUMN price numeric(10,2), ADD COLUMN stamped timestamptz")
             try await app.execute("INSERT INTO products VALUES (2, 'after', 1.50, '2024-03-10 07:00:00+05:30')")
-            try await waitForEvents(sink, count: 2)
+            try await waitForEvents(sink, "the insert after the DDL") { $0.count >= 2 }
             runner.signal(SIGTERM)
             #expect(try await runner.wait() == 0)
             let events = try readEvents(sink)
@@ -178,6 +177,50 @@ struct FieldCasesTests {
             #expect(events[1].after?.names == ["id", "name", "price", "stamped"])
             #expect(events[1].after?["price"] == .string("1.50"), "\(events[1].after.map { JSONEncoding.string(.object($0)) } ?? "")")
             #expect(events[1].after?["stamped"] == .string("2024-03-10T01:30:00Z"))
+        }
+    }
+
+    @Test("the file sink cuts a torn last line (kill -9 mid-write) and survives a full file system", arguments: Self.sources)
+    func fileSinkTornTailAndFullDisk(kind: String) async throws {
+        try await withTestDatabase("filesink_\(kind)") { db in
+            let app = try await db.connect()
+            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+            let (configPath, sink) = try db.writeConfig(consumer: "c", kind: kind)
+            try #require(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+            try await app.execute("INSERT INTO products SELECT i, repeat('x', 200) FROM generate_series(1, 100) i")
+
+            // The file system is full after 8 KiB (`ulimit -f 8`): the batch's write fails half-way, is cut back,
+            // and retried; `status` names the path; nothing is acknowledged.
+            let limited = Process()
+            limited.executableURL = URL(fileURLWithPath: "/bin/bash")
+            limited.arguments = ["-c", "ulimit -f 8; exec \"$0\" run --config \"$1\"", TestEnvironment.binary, configPath]
+            let errors = Pipe()
+            limited.standardError = errors
+            try limited.run()
+            defer { if limited.isRunning { kill(limited.processIdentifier, SIGKILL) } }
+            _ = try await waitForStatus(configPath, "the sink's error") { status in
+                status["last_error"]?.stringValue?.contains(sink) == true
+            }
+            kill(limited.processIdentifier, SIGTERM)
+            limited.waitUntilExit()
+            #expect(limited.terminationReason == .exit, "no crash (SIGXFSZ)")
+            let partial = try String(contentsOfFile: sink, encoding: .utf8)
+            #expect(partial.isEmpty || partial.hasSuffix("\n"), "no fragment left behind: \(partial.suffix(40))")
+            let status = try await statusJSON(configPath)
+            #expect(status["events_total"] == .number("0"), "nothing acknowledged")
+            #expect(status["last_error"]?.stringValue?.contains("File too large") == true, "\(status["last_error"].map(JSONEncoding.string) ?? "")")
+
+            // A fragment left by a kill -9 in the middle of a write: cut off, then every event arrives whole.
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: sink))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(#"{"id":"torn","op":"ins"#.utf8))
+            try handle.close()
+            let ran = try await SpillwayProcess.run(["run", "--once", "--config", configPath])
+            try #require(ran.code == 0, "\(ran.stderr)")
+            let events = try readEvents(sink)
+            #expect(firstDeliveries(events).count == 100)
+            #expect(firstDeliveries(events).map { $0.key?["id"] } == (1...100).map { JSONValue.number(String($0)) })
+            #expect(!events.contains { $0.id == "torn" })
         }
     }
 
@@ -299,30 +342,4 @@ struct FieldCasesTests {
         }
         }
     }
-}
-
-/// Runs `body` with a database of its own and drops the database however `body` ends, so a failed
-/// `#require` leaves nothing behind.
-func withTestDatabase(_ label: String = #function, _ body: (TestDatabase) async throws -> Void) async throws {
-    let db = try await TestDatabase.create(label)
-    do {
-        try await body(db)
-    } catch {
-        await db.drop()
-        throw error
-    }
-    await db.drop()
-}
-
-/// Waits until the JSONL sink at `path` holds `count` events (exactly: more is a failure of its own).
-func waitForEvents(_ path: String, count: Int, timeout: Duration = .seconds(30)) async throws {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    var seen = 0
-    while clock.now < deadline {
-        seen = (try? readEvents(path).count) ?? 0
-        if seen >= count { break }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    #expect(seen == count, "the sink holds \(seen) events, expected \(count)")
 }

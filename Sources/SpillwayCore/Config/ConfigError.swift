@@ -49,7 +49,8 @@ public struct QualifiedName: Sendable, Hashable, CustomStringConvertible, Compar
                 wasQuoted = false
             } else {
                 guard !wasQuoted, c.isLetter || c.isNumber || c == "_" || c == "$" else { return nil }
-                current.append(contentsOf: c.lowercased())
+                // PostgreSQL folds only ASCII letters in unquoted identifiers (in a multibyte encoding).
+                current.append(contentsOf: c.isASCII ? c.lowercased() : String(c))
             }
         }
         guard !inQuotes, !current.isEmpty else { return nil }

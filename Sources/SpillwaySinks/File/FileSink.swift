@@ -20,12 +20,50 @@ public final class FileSink: ChangeSink, @unchecked Sendable {
         if settings.isStandardOutput {
             descriptor = STDOUT_FILENO
         } else {
-            let fd = open(settings.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            let fd = open(settings.path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)  // read: to find a torn last line
             guard fd >= 0 else {
                 throw Error(description: "sink '\(name)': cannot open \(settings.path) for appending: \(String(cString: strerror(errno))). "
                     + "Fix: check the directory exists and is writable, or change sinks[].path")
             }
             descriptor = fd
+            do {
+                try dropTornTail()
+            } catch {
+                Foundation.close(fd)
+                throw error
+            }
+        }
+    }
+
+    /// A kill -9 (or a full disk) in the middle of a write leaves a last line without its newline. That event
+    /// was not acknowledged, so it is delivered again; appending after the fragment would glue it to the next
+    /// line and make both unreadable. The fragment is cut off, back to the last complete line.
+    private func dropTornTail() throws {
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size > 0 else { return }
+        var end = Int64(info.st_size)
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while end > 0 {
+            let start = max(0, end - Int64(chunk.count))
+            let count = Int(end - start)
+            let read = chunk.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress!, count, off_t(start)) }
+            guard read == count else {
+                throw Error(description: "sink '\(name)': cannot read \(settings.path) back: \(String(cString: strerror(errno)))")
+            }
+            if let newline = chunk[..<count].lastIndex(of: 0x0A) {
+                let keep = start + Int64(newline) + 1
+                if keep == Int64(info.st_size) { return }
+                try truncate(to: keep)
+                return
+            }
+            end = start
+        }
+        try truncate(to: 0)
+    }
+
+    private func truncate(to length: Int64) throws {
+        guard ftruncate(descriptor, off_t(length)) == 0 else {
+            throw Error(description: "sink '\(name)': cannot cut the torn last line of \(settings.path): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -42,9 +80,17 @@ public final class FileSink: ChangeSink, @unchecked Sendable {
             buffer.append(0x0A)
         }
         try lock.withLock {
-            try writeAll(buffer)
-            if settings.fsync, !settings.isStandardOutput, fsync(descriptor) != 0 {
-                throw Error(description: "sink '\(name)': fsync of \(settings.path) failed: \(String(cString: strerror(errno)))")
+            // Where this batch starts: a write that fails half-way (a full disk) is cut back to it, so the retry
+            // does not append to a fragment.
+            let start = settings.isStandardOutput ? -1 : Int64(lseek(descriptor, 0, SEEK_END))
+            do {
+                try writeAll(buffer)
+                if settings.fsync, !settings.isStandardOutput, fsync(descriptor) != 0 {
+                    throw Error(description: "sink '\(name)': fsync of \(settings.path) failed: \(String(cString: strerror(errno)))")
+                }
+            } catch {
+                if start >= 0 { _ = ftruncate(descriptor, off_t(start)) }
+                throw error
             }
         }
     }

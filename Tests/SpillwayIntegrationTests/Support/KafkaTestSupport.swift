@@ -96,6 +96,7 @@ final class KafkaMockProcess: @unchecked Sendable {
             try mock.process.run()
             mock.bootstrapServers = try mock.readLine()
         }
+        TestScope.current?.onExit { mock.stop() }
         return mock
     }
 

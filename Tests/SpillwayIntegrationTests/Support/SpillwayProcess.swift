@@ -23,6 +23,8 @@ final class SpillwayProcess: @unchecked Sendable {
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
         process.standardInput = FileHandle.nullDevice
         try process.run()
+        // Killed at the end of the test's scope if the test never got to stop it (a failed `#require`).
+        TestScope.current?.adopt(self)
     }
 
     var pid: Int32 { process.processIdentifier }

@@ -52,8 +52,11 @@ struct TestDatabase: Sendable {
         return TestDatabase(name: name, url: Self.replacingDatabase(in: base, with: name))
     }
 
+    /// A connection to this database; inside a `TestScope` it is closed when the scope ends.
     func connect() async throws -> PostgresConnection {
-        try await PostgresConnection.connect(url: url, applicationName: "spillway-tests")
+        let connection = try await PostgresConnection.connect(url: url, applicationName: "spillway-tests")
+        TestScope.current?.onExit { await connection.close() }
+        return connection
     }
 
     /// Slots are cluster-wide: each test database gets its own slot names.
@@ -123,7 +126,12 @@ func drainOnce(_ config: SpillwayConfig) async throws {
     let routes = try await SinkFactory.makeRoutes(config)
     let pipeline = PipelineFactory.make(config, fanout: Fanout(routes: routes, logger: TestEnvironment.logger),
                                         options: .init(once: true), logger: TestEnvironment.logger)
-    try await pipeline.run()
+    do {
+        try await pipeline.run()
+    } catch {
+        for route in routes { try? await route.sink.close() }
+        throw error
+    }
     for route in routes { try await route.sink.close() }
 }
 
@@ -136,11 +144,27 @@ func install(_ config: SpillwayConfig, on database: TestDatabase) async throws -
     }
 }
 
-/// The events a JSONL sink holds, in file order.
-func readEvents(_ path: String) throws -> [ChangeEvent] {
-    guard let data = FileManager.default.contents(atPath: path) else { return [] }
-    return try String(decoding: data, as: UTF8.self).split(separator: "\n").map { line in
-        try ChangeEvent(json: JSONParser.parse(String(line)))
+/// A line of a JSONL sink that is not an event.
+struct UnreadableSinkLine: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// The events a JSONL sink holds, in file order. Every line must be a whole event ending in a newline: a
+/// torn last line after a kill is an error, not something to skip. `isStillWriting` (for polling a file
+/// that a running `spillway` appends to) ignores a last line that has no newline yet.
+func readEvents(_ path: String, isStillWriting: Bool = false) throws -> [ChangeEvent] {
+    guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { return [] }
+    var lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+    let last = lines.removeLast()  // after the final newline: empty unless the last write was torn
+    if !last.isEmpty, !isStillWriting {
+        throw UnreadableSinkLine(description: "\(path): line \(lines.count + 1) has no newline (a torn write?): \(last.prefix(120))")
+    }
+    return try lines.enumerated().map { index, line in
+        do {
+            return try ChangeEvent(json: JSONParser.parse(String(line)))
+        } catch {
+            throw UnreadableSinkLine(description: "\(path): line \(index + 1) of \(lines.count) is not an event (\(error)): \(line.prefix(200))")
+        }
     }
 }
 

@@ -51,6 +51,7 @@ final class OwnRedisServer: @unchecked Sendable {
             ?? FileManager.default.temporaryDirectory.path
         directory = "\(base)/own-\(port)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        TestScope.current?.onExit { [self] in try? await stop() }
     }
 
     func start() async throws {
@@ -139,9 +140,9 @@ func freeTCPPort() throws -> Int {
 
 extension TestDatabase {
     /// A config file capturing `tables` with the given sinks (YAML list items), in a fresh temp dir.
-    func writeConfig(consumer: String, tables: [String], sinks: String) throws -> String {
+    func writeConfig(consumer: String, kind: String = "audit_log", tables: [String], sinks: String) throws -> String {
         let path = tempPath("\(consumer).yaml")
-        try cacheConfigYAML(consumer: consumer, tables: tables, sinks: sinks).write(toFile: path, atomically: true, encoding: .utf8)
+        try cacheConfigYAML(consumer: consumer, kind: kind, tables: tables, sinks: sinks).write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 

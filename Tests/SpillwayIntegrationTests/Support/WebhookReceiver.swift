@@ -27,6 +27,7 @@ final class WebhookReceiver: @unchecked Sendable {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("spillway-webhook-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try await start()
+        TestScope.current?.onExit { [self] in stop() }
     }
 
     /// Starts the server (on the same port after a `stop`).
