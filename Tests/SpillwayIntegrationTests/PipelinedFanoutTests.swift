@@ -141,26 +141,4 @@ struct PipelinedFanoutTests {
         await #expect(throws: CancellationError.self) { try await third.value }
         await #expect(throws: CancellationError.self) { try await window.acquire(1) }
     }
-
-    @Test("the checkpointer saves what was acknowledged since its last save, however many batches that covers")
-    func acknowledgedProgressCoalesces() {
-        let start = ReplicationPosition(commitLSN: LSN(100))
-        let progress = AcknowledgedProgress(start: start)
-        progress.acknowledge(ReplicationBatch(events: events("a", "b"), position: .init(commitLSN: LSN(200)), confirmable: LSN(200), isIdle: false))
-        progress.acknowledge(ReplicationBatch(events: events("c"), position: .init(commitLSN: LSN(300), index: 0), confirmable: nil, isIdle: false))
-        let first = progress.peek()
-        #expect(first.position == .init(commitLSN: LSN(300), index: 0))
-        #expect(first.events == 3)
-        #expect(first.lastEventPosition == "c")
-        #expect(first.confirmable == LSN(200), "the last complete transaction, not the one in progress")
-
-        progress.acknowledge(ReplicationBatch(events: [], position: .init(commitLSN: LSN(400)), confirmable: LSN(400), isIdle: false))
-        progress.saved(first)  // a batch acknowledged while saving stays pending
-        progress.confirmed(upTo: LSN(200))
-        let second = progress.peek()
-        #expect(second.events == 0)
-        #expect(second.lastEventPosition == nil)
-        #expect(second.position == .init(commitLSN: LSN(400)))
-        #expect(second.confirmable == LSN(400), "a later confirmable survives confirming an earlier one")
-    }
 }

@@ -83,10 +83,17 @@ public enum SinkFactory {
 
 public enum PipelineFactory {
     /// The daemon for the configured source.
+    /// Both sources run in the one engine (`ChangePipeline`); only how the source opens differs.
     public static func make(_ config: SpillwayConfig, fanout: Fanout, options: PipelineOptions, logger: Logger) -> any Service {
         switch config.source.kind {
-        case .auditLog: return AuditLogPipeline(config: config, fanout: fanout, options: options, logger: logger)
-        case .replication: return ReplicationPipeline(config: config, fanout: fanout, options: options, logger: logger)
+        case .auditLog:
+            return ChangePipeline(config: config, fanout: fanout, options: options, logger: logger) { record, control, logger in
+                try await AuditLogChangeSource.open(config: config, record: record, control: control, once: options.once, logger: logger)
+            }
+        case .replication:
+            return ChangePipeline(config: config, fanout: fanout, options: options, logger: logger) { record, control, logger in
+                try await ReplicationChangeSource.open(config: config, record: record, control: control, once: options.once, logger: logger)
+            }
         }
     }
 }

@@ -238,3 +238,13 @@ public struct TableDirectory: Sendable {
         }
     }
 }
+
+extension AuditLogCursor: CustomStringConvertible {
+    public var description: String {
+        var text = "completed \(completed)"
+        if let batch { text += ", batch \(batch)" }
+        if let batchProgress { text += " after \(batchProgress.transactionRank)/\(batchProgress.sequence)" }
+        if !isHistoryDone { text += ", history " + (historyProgress.map { "after \($0.id)" } ?? "from the start") }
+        return text
+    }
+}

@@ -16,7 +16,9 @@ public struct CheckpointRecord: Sendable {
 }
 
 /// Reads and writes checkpoints. The pipeline calls `save` only after every sink acknowledged the events
-/// before the new position, so a crash replays from the last acknowledged batch, never past it.
+/// before the new position, so a crash replays from the last acknowledged batch, never past it. A save
+/// that delivered events clears `last_error`; one that only moves past empty snapshots or heartbeats keeps
+/// it, so a sink's failure stays visible while it lasts.
 public struct CheckpointStore: Sendable {
     public let table: String
 
@@ -86,7 +88,8 @@ public struct CheckpointStore: Sendable {
             UPDATE \(table) SET snapshot = $2::pg_snapshot, batch_snapshot = $3::pg_snapshot, batch_rank = $4::bigint,
                 batch_seq = $5::bigint, history_done = $6::boolean, history_changed_at = $7::timestamptz, history_id = $8,
                 position = coalesce($9, position), events_total = events_total + $10::bigint, updated_at = now(),
-                last_error = NULL, last_error_at = NULL
+                last_error = CASE WHEN $10::bigint > 0 THEN NULL ELSE last_error END,
+                last_error_at = CASE WHEN $10::bigint > 0 THEN NULL ELSE last_error_at END
             WHERE consumer = $1
             """,
             [consumer, cursor.completed.description, cursor.batch?.description,
@@ -115,7 +118,9 @@ public struct CheckpointStore: Sendable {
         let result = try await connection.query(
             """
             UPDATE \(table) SET lsn = $2::pg_lsn, batch_seq = $3::bigint, position = coalesce($4, position),
-                events_total = events_total + $5::bigint, updated_at = now(), last_error = NULL, last_error_at = NULL
+                events_total = events_total + $5::bigint, updated_at = now(),
+                last_error = CASE WHEN $5::bigint > 0 THEN NULL ELSE last_error END,
+                last_error_at = CASE WHEN $5::bigint > 0 THEN NULL ELSE last_error_at END
             WHERE consumer = $1
             """, [consumer, position.commitLSN.description, position.index.map(String.init), lastEventPosition, String(deliveredEvents)])
         guard result.affectedRows == 1 else {

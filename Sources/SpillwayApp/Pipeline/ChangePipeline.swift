@@ -1,0 +1,255 @@
+import Logging
+import ServiceLifecycle
+import SpillwayCore
+import SpillwayPostgres
+import Synchronization
+
+/// A fatal condition: retrying cannot help, the operator must act. `spillway run` exits non-zero on it.
+public struct FatalError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The one pipeline engine, for every source: read batches from the source, hand each to every sink,
+/// checkpoint once all acknowledged, and only then confirm to the server what the checkpoint covers.
+///
+/// Three stages run concurrently: a reader that takes batches from the source and hands them to the sinks
+/// (pipelined sinks only queue them) as fast as the window allows; an acknowledger that completes each
+/// batch's delivery, in read order; and a checkpointer that saves the latest acknowledged position whenever
+/// its previous save is done (`PipelineStateMachine` decides). Up to `source.max_in_flight_batches` full
+/// batches' worth of events are between reader and acknowledger, so a sink's round trip overlaps reading
+/// the next batches, and a save (a commit with its WAL flush) never holds up acknowledgements.
+///
+/// Failures (one rule, README's Guarantees): a sink that takes one batch at a time retries that batch in
+/// place with backoff, so nothing later reaches it first; a pipelined sink's failed acknowledgement — later
+/// batches may already be written — and a lost source connection end the session, which starts again from
+/// the checkpoint, with backoff. Configuration errors and fatal source errors end `run`.
+public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sendable {
+    // @unchecked Sendable: `deliveredEvents` is written only by the checkpointer stage (run()'s own task),
+    // `latency` only by the acknowledger stage, and both are read after those stages ended.
+    public typealias OpenSource = @Sendable (_ record: CheckpointRecord, _ control: PostgresConnection, _ logger: Logger) async throws -> Source
+
+    private let config: SpillwayConfig
+    private let fanout: Fanout
+    private let options: PipelineOptions
+    private let logger: Logger
+    private let openSource: OpenSource
+    public private(set) var deliveredEvents = 0
+    private var latency = DeliveryLatencyLog()
+
+    public init(config: SpillwayConfig, fanout: Fanout, options: PipelineOptions = .init(), logger: Logger,
+                openSource: @escaping OpenSource) {
+        self.config = config
+        self.fanout = fanout
+        self.options = options
+        var logger = logger
+        logger[metadataKey: LogKey.consumer] = "\(config.consumer)"
+        self.logger = logger
+        self.openSource = openSource
+    }
+
+    public func run() async throws {
+        defer { latency.logSummary(logger) }
+        try await runReconnecting(logger: logger, retry: options.retry, database: config.database.redactedURL) {
+            try await withConsumerSession(config) { control, record in
+                let source = try await openSource(record, control, logger)
+                do {
+                    try await fanout.validate(capturing: config, on: control)
+                    try await stream(from: source)
+                } catch {
+                    await source.close()
+                    throw error
+                }
+                await source.close()
+            }
+        }
+    }
+
+    /// A batch read from the source and already handed to the pipelined sinks.
+    private struct InFlightBatch: Sendable {
+        var sequence: UInt64
+        var batch: SourceBatch<Source.Position>
+        var submission: FanoutSubmission
+    }
+
+    private typealias StateMachine = PipelineStateMachine<Source.Position, ContinuousClock.Instant>
+
+    /// The state machine, shared by the three stages.
+    private final class SharedStateMachine: Sendable {
+        private let mutex: Mutex<StateMachine>
+        init(_ machine: StateMachine) { mutex = Mutex(machine) }
+        func withLock<R: Sendable>(_ body: (inout StateMachine) throws -> R) throws -> R {
+            try mutex.withLock { machine in try body(&machine) }
+        }
+        func withLock<R: Sendable>(_ body: (inout StateMachine) -> R) -> R {
+            mutex.withLock { machine in body(&machine) }
+        }
+    }
+
+    private func stream(from source: Source) async throws {
+        let clock = ContinuousClock()
+        let state = SharedStateMachine(StateMachine(start: source.start, now: clock.now))
+        let window = InFlightWindow(limit: config.source.batchSize * config.source.maxInFlightBatches)
+        let (inFlight, submitted) = AsyncStream.makeStream(of: InFlightBatch.self)
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { [self] in
+                defer { submitted.finish() }
+                try await read(from: source, state: state, window: window, into: submitted)
+            }
+            group.addTask { [self] in
+                defer {
+                    window.close()  // nothing is released any more: a reader waiting for room stops
+                    wake.finish()
+                }
+                try await acknowledge(inFlight, source: source, state: state, window: window, wake: wake)
+            }
+            do {
+                try await checkpoint(wakeups, source: source, state: state, clock: clock)
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+            // The reader's CancellationError (the window closed under it) only echoes the failure that closed it.
+            var failure: (any Error)?
+            while let result = await group.nextResult() {
+                if case .failure(let error) = result, failure == nil || failure is CancellationError { failure = error }
+            }
+            if let failure { throw failure }
+        }
+        logger.info("stopped", metadata: [LogKey.events: "\(deliveredEvents)"])
+    }
+
+    /// Reads batches and hands each to the pipelined sinks (which only queue it), taking room in the window
+    /// for each before it goes on.
+    private func read(from source: Source, state: SharedStateMachine, window: InFlightWindow,
+                      into submitted: AsyncStream<InFlightBatch>.Continuation) async throws {
+        var position = source.start
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            guard let batch = try await source.next(after: position, maximum: config.source.batchSize, wait: .milliseconds(250)) else {
+                return
+            }
+            try await window.acquire(Self.windowShare(of: batch))
+            let submission = batch.events.isEmpty ? FanoutSubmission.empty : try await fanout.submit(batch.events)
+            let sequence = state.withLock { $0.read() }
+            submitted.yield(InFlightBatch(sequence: sequence, batch: batch, submission: submission))
+            if let end = batch.end { position = end }
+        }
+    }
+
+    /// The room a batch takes in the window: its events, or 1 for an empty one, so idle batches are bounded too.
+    private static func windowShare(of batch: SourceBatch<Source.Position>) -> Int { max(1, batch.events.count) }
+
+    /// Completes each batch's delivery in the order read and tells the state machine.
+    private func acknowledge(_ inFlight: AsyncStream<InFlightBatch>, source: Source, state: SharedStateMachine,
+                             window: InFlightWindow, wake: AsyncStream<Void>.Continuation) async throws {
+        for await item in inFlight {
+            if !item.batch.events.isEmpty {
+                try await fanout.complete(item.submission) { message in await source.recordError(message) }
+                latency.recordCommitLatencies(of: item.batch.events)
+            }
+            window.release(Self.windowShare(of: item.batch))
+            try state.withLock { try $0.acknowledge(item.sequence, item.batch) }
+            wake.yield()
+            latency.logPeriodically(logger)
+        }
+    }
+
+    /// Saves what the state machine says is due, confirms what the saved position allows, and runs the
+    /// source's periodic work; once more, as the final step, when acknowledging ends.
+    private func checkpoint(_ wakeups: AsyncStream<Void>, source: Source, state: SharedStateMachine,
+                            clock: ContinuousClock) async throws {
+        func step(isFinal: Bool) async throws {
+            if let due = state.withLock({ $0.checkpointDue(now: clock.now, isFinal: isFinal) }) {
+                try await source.save(due.position, lastEventPosition: due.lastEventPosition, events: due.events)
+                deliveredEvents += due.events
+                _ = state.withLock { $0.saved(due, now: clock.now) }
+            }
+            if let lsn = state.withLock({ $0.confirmationDue(now: clock.now) }) {
+                try await source.confirm(lsn)
+                state.withLock { $0.confirmed(lsn, now: clock.now) }
+            } else if state.withLock({ $0.statusDue(now: clock.now) }) {
+                try await source.confirm(nil)
+                state.withLock { $0.statusSent(now: clock.now) }
+            }
+            try await source.maintain(isFinal: isFinal)
+        }
+        for await _ in wakeups { try await step(isFinal: false) }
+        try await step(isFinal: true)
+    }
+}
+
+/// Runs `body`, reconnecting with backoff after connection failures until it returns or shutdown begins.
+/// Configuration and fatal errors end it.
+func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, _ body: () async throws -> Void) async throws {
+    var backoff = ReconnectBackoff<ContinuousClock.Instant>(policy: retry)
+    while !Task.isShuttingDownGracefully, !Task.isCancelled {
+        do {
+            try await body()
+            return
+        } catch let error as ConfigError {
+            throw error
+        } catch let error as FatalError {
+            throw error
+        } catch let error as FatalSourceError {
+            throw error
+        } catch is DeliveryAbandoned {
+            logger.notice("stopped with a batch unacknowledged; it is delivered again on the next start")
+            return
+        } catch is CancellationError {
+            return
+        } catch {
+            if Task.isShuttingDownGracefully { return }
+            let delay = backoff.failed(at: .now, jitter: Double.random(in: 0.5...1))
+            if let failure = error as? PipelinedDeliveryFailed {
+                // Later batches may already be written: everything after the checkpoint goes again, in order.
+                logger.warning("delivery failed; resuming from the last checkpoint", metadata: [
+                    LogKey.sink: "\(failure.sink)", LogKey.error: "\(failure.underlying)", LogKey.attempts: "\(backoff.attempts)",
+                    LogKey.retryIn: "\(delay)",
+                ])
+            } else {
+                logger.error("source failed, reconnecting", metadata: [
+                    LogKey.error: "\(error)", LogKey.attempts: "\(backoff.attempts)", LogKey.retryIn: "\(delay)",
+                    LogKey.database: "\(database)",
+                ])
+            }
+            try? await sleepUnlessStopping(delay)
+        }
+    }
+}
+
+/// Opens the consumer's control connection, takes its advisory lock (one runner per consumer) and loads its
+/// checkpoint, runs `body`, and closes the connection (the lock goes with it) however `body` ends.
+func withConsumerSession(_ config: SpillwayConfig,
+                         _ body: (PostgresConnection, CheckpointRecord) async throws -> Void) async throws {
+    try await PostgresConnection.withConnection(url: config.database.url, applicationName: "spillway-checkpoint") { control in
+        let lockName = "spillway-consumer:\(config.consumer)"
+        // A runner that just stopped may still hold the lock for a moment: its server process ends after
+        // the client closed the connection. So a few tries before calling the consumer taken.
+        var attempt = 0
+        while try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", [lockName]).first?[0] != "t" {
+            attempt += 1
+            guard attempt < 5 else {
+                throw FatalError("consumer '\(config.consumer)' is already running elsewhere (it holds its advisory lock). "
+                    + "Stop the other `spillway run`, or give this one another `consumer:` name")
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        // Released explicitly, so the next runner (the demo's second pass, a restart) need not wait for this
+        // connection's server process to end after the close.
+        func unlock() async { _ = try? await control.query("SELECT pg_advisory_unlock(hashtext($1))", [lockName]) }
+        do {
+            guard try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: control),
+                  let record = try await CheckpointStore(schema: config.schema).load(consumer: config.consumer, on: control)
+            else {
+                throw ConfigError(key: "consumer", problem: "consumer '\(config.consumer)' is not installed in schema '\(config.schema)'",
+                                  fix: "run `spillway install --config FILE` first")
+            }
+            try await body(control, record)
+        } catch {
+            await unlock()
+            throw error
+        }
+        await unlock()
+    }
+}
