@@ -122,12 +122,23 @@ struct TestDatabase: Sendable {
 }
 
 /// Runs Spillway in-process until everything committed so far is delivered.
-func drainOnce(_ config: SpillwayConfig) async throws {
+/// At most `timeout`: a sink that never recovers would otherwise retry, and hold the test run, forever.
+func drainOnce(_ config: SpillwayConfig, timeout: Duration = .seconds(120)) async throws {
     let routes = try await SinkFactory.makeRoutes(config)
     let pipeline = PipelineFactory.make(config, fanout: Fanout(routes: routes, logger: TestEnvironment.logger),
                                         options: .init(once: true), logger: TestEnvironment.logger)
+    struct DrainTimedOut: Error, CustomStringConvertible {
+        let timeout: Duration
+        var description: String { "drainOnce did not finish within \(timeout)" }
+    }
     do {
-        try await pipeline.run()
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask { try await pipeline.run(); return true }
+            group.addTask { try await Task.sleep(for: timeout); return false }
+            let finished = try await group.next() ?? false
+            group.cancelAll()
+            if !finished { throw DrainTimedOut(timeout: timeout) }
+        }
     } catch {
         for route in routes { try? await route.sink.close() }
         throw error
