@@ -116,6 +116,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // libFuzzer target for the config loader; under `swift build` a replay tool (see README).
+        .executableTarget(
+            name: "spillway-config-fuzz",
+            dependencies: ["SpillwayCore"]
+        ),
         // libFuzzer target for the pgoutput decoder; under `swift build` a replay tool (see README).
         .executableTarget(
             name: "spillway-pgoutput-fuzz",

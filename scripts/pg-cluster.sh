@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts or stops a throwaway PostgreSQL cluster with logical decoding, on a temp dir, for tests and benches.
-#   scripts/pg-cluster.sh start DIR PORT   → prints the connection URL
+#   scripts/pg-cluster.sh start DIR PORT [SERVER OPTION...]   → prints the connection URL
+#     e.g. `-c ssl=on -c ssl_cert_file=/tmp/x/server.crt -c ssl_key_file=/tmp/x/server.key` (no spaces in values)
 #   scripts/pg-cluster.sh stop DIR
 # initdb refuses to run as root, so as root the cluster runs as the `postgres` user.
 set -euo pipefail
@@ -11,6 +12,8 @@ as_owner() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh
 case "$cmd" in
   start)
     port=${3:?port}
+    shift 3
+    extra="$*"
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres "$dir"
     if [ ! -f "$dir/data/PG_VERSION" ]; then
@@ -20,7 +23,7 @@ case "$cmd" in
     as_owner "'$bin/pg_ctl' -D '$dir/data' -l '$dir/log' -w -t 60 start -o \"-p $port -k '$dir' -c listen_addresses=127.0.0.1 \
       -c wal_level=logical -c max_wal_senders=64 -c max_replication_slots=64 -c max_connections=200 \
       -c track_commit_timestamp=on -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-      -c logical_decoding_work_mem=64kB\"" >/dev/null \
+      -c logical_decoding_work_mem=64kB $extra\"" >/dev/null \
       || { cat "$dir/log" >&2; exit 1; }
     echo "postgres://postgres@127.0.0.1:$port/postgres"
     ;;

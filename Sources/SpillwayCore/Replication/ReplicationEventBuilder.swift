@@ -207,9 +207,14 @@ public struct ReplicationEventBuilder: Sendable {
         event.after = after?.values
         event.unchangedColumns = after?.unchanged ?? []
         if op != .truncate, let row = after?.values ?? before {
-            // REPLICA IDENTITY FULL flags every column as identity: the primary key comes from the catalog.
-            let keyColumns = primaryKeys[relation.id]
-                ?? (relation.replicaIdentity == .full ? [] : relation.columns.filter(\.isKey).map(\.name))
+            // Under the default identity pgoutput flags the primary key as it was when the change was written
+            // (decoding reads the catalog of that moment), which the live catalog may no longer be after the key
+            // changed: those flags key the change. REPLICA IDENTITY FULL flags every column, and USING INDEX
+            // flags the index: the primary key then comes from the catalog.
+            let flagged = relation.columns.filter(\.isKey).map(\.name)
+            let keyColumns = relation.replicaIdentity == .default && !flagged.isEmpty
+                ? flagged
+                : primaryKeys[relation.id] ?? (relation.replicaIdentity == .full ? [] : flagged)
             if !keyColumns.isEmpty {
                 var key: [(String, JSONValue)] = []
                 for name in keyColumns {

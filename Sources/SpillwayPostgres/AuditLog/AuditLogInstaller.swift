@@ -62,6 +62,7 @@ public struct AuditLogInstaller: Sendable {
                 if report.adoptedAuditTable, try await hasAdoptedAuditTrigger(table, on: connection) {
                     report.tablesWithOwnTrigger.append(table)
                 } else {
+                    try await renameRecordedRows(of: table, on: connection)
                     let jsonColumns = try await PostgresCatalog.jsonColumns(of: table, on: connection)
                     try await connection.execute(names.rowTriggerSQL(on: table, jsonColumns: jsonColumns))
                     report.triggeredTables.append(table)
@@ -87,6 +88,25 @@ public struct AuditLogInstaller: Sendable {
             throw error
         }
         return report
+    }
+
+    /// A table renamed since the last `install` still has a trigger that records its old name, and audit rows
+    /// under that name that `run` may not have delivered yet. The trigger is about to record the new name, so
+    /// those rows move to it too: the reader would otherwise not know them as this table's.
+    private func renameRecordedRows(of table: QualifiedName, on connection: PostgresConnection) async throws {
+        let recorded = try await connection.query(
+            """
+            SELECT convert_from(substring(a FROM 1 FOR p1 - 1), 'UTF8'),
+                   convert_from(substring(substring(a FROM p1 + 1) FROM 1 FOR position('\\x00'::bytea IN substring(a FROM p1 + 1)) - 1), 'UTF8')
+            FROM (SELECT tgargs AS a, position('\\x00'::bytea IN tgargs) AS p1 FROM pg_trigger
+                  WHERE tgrelid = $1::regclass AND tgname = $2 AND tgparentid = 0 AND tgnargs >= 2) t
+            """, [table.sql, AuditLogSchema.captureTrigger])
+        guard let row = recorded.first, let schema = row[0], let name = row[1] else { return }
+        let old = QualifiedName(schema: schema, name: name)
+        guard old != table, !config.source.tables.contains(old) else { return }
+        try await connection.query(
+            "UPDATE \(names.auditTable.sql) SET schema_name = $1, table_name = $2 WHERE schema_name = $3 AND table_name = $4",
+            [table.schema, table.name, old.schema, old.name])
     }
 
     private func adopt(on connection: PostgresConnection, report: inout InstallReport) async throws {

@@ -28,6 +28,12 @@ public final class AuditLogReader: @unchecked Sendable {
     /// `catalogFingerprint()` when the table descriptions were read.
     private var loadedFingerprint: String?
     private var hasCommitTimestamps = false
+    /// Each captured table's OID when its description was read: a table that no longer resolves to it was
+    /// dropped, renamed or re-created.
+    private var capturedOIDs: [QualifiedName: String] = [:]
+    /// Set when a captured table went while `run` streamed: the snapshot batch read after that is delivered
+    /// (it holds every change committed before the table went), then `next` throws this.
+    private var tableGone: FatalSourceError?
     /// The server-side cursor that is open, and the row it was last positioned after.
     private var openCursor: (batch: PGSnapshot, after: AuditLogOrdering?)?
     private static let cursorName = "spillway_batch"
@@ -58,8 +64,8 @@ public final class AuditLogReader: @unchecked Sendable {
             throw ConfigError(key: "source.audit_table", problem: "audit table \(names.auditTable) does not exist",
                               fix: "run `spillway install --config FILE` first")
         }
+        try await reloadTables()  // first: it names a captured table that is gone, which the fingerprint cannot
         loadedFingerprint = try await catalogFingerprint()
-        try await reloadTables()
         let setting = try await connection.query("SELECT current_setting('track_commit_timestamp')")
         hasCommitTimestamps = setting.first?[0] == "on"
         if !hasCommitTimestamps {
@@ -97,11 +103,19 @@ public final class AuditLogReader: @unchecked Sendable {
         var tables: [TableInfo] = []
         for (index, table) in config.source.tables.enumerated() {
             guard try await PostgresCatalog.tableExists(table, on: connection) else {
+                if let renamed = try await renamedTable(recordedAs: table) {
+                    throw ConfigError(key: "source.tables[\(index)]", problem: "table \(table) does not exist: it was renamed to \(renamed)",
+                                      fix: "replace it with \(renamed) in source.tables (and in sinks' tables); its audit rows "
+                                        + "recorded under the old name are delivered under the new one")
+                }
                 throw ConfigError(key: "source.tables[\(index)]", problem: "table \(table) does not exist",
-                                  fix: "create it, or remove it from source.tables")
+                                  fix: "create it, or remove it from source.tables (and from sinks' tables)")
             }
             var info = try await PostgresCatalog.describe(table, on: connection)
             let arguments = try await captureTriggerArguments(of: table)
+            if let oid = try await connection.query("SELECT to_regclass($1)::oid::text", [table.sql]).first?[0] {
+                capturedOIDs[table] = oid
+            }
             if let arguments {
                 info.exactJSONColumns = Set(arguments.dropFirst(2))
                 let jsonColumns = try await PostgresCatalog.jsonColumns(of: table, on: connection)
@@ -116,6 +130,13 @@ public final class AuditLogReader: @unchecked Sendable {
             tables.append(info)
         }
         directory = TableDirectory(tables)
+        for table in config.source.tables {
+            // The trigger records the name the table had at `install`: after a rename, until `install` runs
+            // again, rows arrive under the old name and belong to the renamed table.
+            guard let arguments = try await captureTriggerArguments(of: table), arguments.count >= 2 else { continue }
+            let recorded = QualifiedName(schema: arguments[0], name: arguments[1])
+            if recorded != table { directory.add(alias: recorded, for: table) }
+        }
         for table in config.source.tables where try await PostgresCatalog.isPartitioned(table, on: connection) {
             let partitions = try await connection.query(
                 """
@@ -144,6 +165,45 @@ public final class AuditLogReader: @unchecked Sendable {
             digits = digits.dropFirst(2)
         }
         return bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The table whose capture trigger records rows as `table` (the name it had at `install`), if it is now
+    /// called something else.
+    private func renamedTable(recordedAs table: QualifiedName) async throws -> QualifiedName? {
+        let result = try await connection.query(
+            """
+            SELECT n.nspname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE t.tgname = $1 AND t.tgparentid = 0 AND t.tgnargs >= 2
+              AND position(convert_to($2, 'UTF8') || '\\x00'::bytea || convert_to($3, 'UTF8') || '\\x00'::bytea IN t.tgargs) = 1
+            """, [AuditLogSchema.captureTrigger, table.schema, table.name])
+        return result.first.map { QualifiedName(schema: $0[0] ?? "", name: $0[1] ?? "") }
+    }
+
+    /// Whether every captured table is still the one whose description was read. A dropped table takes its
+    /// trigger with it, and one re-created under the name has none: their changes would never reach the audit
+    /// table, so this is an error, not something to carry on past.
+    private func goneTable() async throws -> FatalSourceError? {
+        for (index, table) in config.source.tables.enumerated() {
+            let oid = try await connection.query("SELECT to_regclass($1)::oid::text", [table.sql]).first?[0]
+            guard oid != capturedOIDs[table] else { continue }
+            if let old = capturedOIDs[table],
+               let now = try await connection.query(
+                   "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid",
+                   [old]).first {
+                let renamed = QualifiedName(schema: now[0] ?? "", name: now[1] ?? "")
+                return FatalSourceError(
+                    "table \(table) (source.tables[\(index)]) was renamed to \(renamed): every change committed before Spillway "
+                        + "saw it was delivered under the old name. Fix: replace it with \(renamed) in source.tables (and in sinks' "
+                        + "tables), then start `spillway run` again; rows recorded under the old name since are delivered under the new")
+            }
+            return FatalSourceError(
+                "table \(table) (source.tables[\(index)]) was dropped\(oid == nil ? "" : " and re-created (without Spillway's trigger)"): "
+                    + "every change committed before the drop was delivered. Fix: remove it from source.tables (and from sinks' "
+                    + "tables)\(oid == nil ? "" : ", or run `spillway install --config FILE` to capture the new table"), then start "
+                    + "`spillway run` again")
+        }
+        return nil
     }
 
     /// Rows stored under a name no captured table has may still belong to one: a partition attached since
@@ -198,13 +258,19 @@ public final class AuditLogReader: @unchecked Sendable {
         }
         var cursor = cursor
         if cursor.batch == nil {
+            if let gone = tableGone { throw gone }
             try await closeCursor()
-            let result = try await connection.query("SELECT pg_current_snapshot()::text")
-            guard let text = result.first?[0], let snapshot = PGSnapshot(text) else {
-                throw PostgresError(message: "pg_current_snapshot() returned no snapshot")
-            }
+            var snapshot = try await currentSnapshot()
             if cursor.completed.hasSameVisibility(as: snapshot) { return nil }
-            try await reloadTablesIfChanged()
+            if let gone = try await goneTable() {
+                logger.error("a captured table is gone; delivering what was committed before, then stopping", metadata: ["error": "\(gone)"])
+                tableGone = gone
+                // Taken after the table was seen gone: it holds every change committed before it went (a writer
+                // holds its lock on the table until commit, so the drop or rename commits after the writers).
+                snapshot = try await currentSnapshot()
+            } else {
+                try await reloadTablesIfChanged()
+            }
             cursor.batch = snapshot
         }
         guard let batch = cursor.batch else { return nil }
@@ -233,6 +299,14 @@ public final class AuditLogReader: @unchecked Sendable {
         }
         return AuditLogBatch(events: events, cursor: cursor, rowsRead: result.rows.count,
                              completedSnapshot: cursor.batch == nil)
+    }
+
+    private func currentSnapshot() async throws -> PGSnapshot {
+        let result = try await connection.query("SELECT pg_current_snapshot()::text")
+        guard let text = result.first?[0], let snapshot = PGSnapshot(text) else {
+            throw PostgresError(message: "pg_current_snapshot() returned no snapshot")
+        }
+        return snapshot
     }
 
     private var selectList: String {

@@ -1,6 +1,7 @@
 import CLibPQ
 import Dispatch
 import Foundation
+import SpillwayCore
 
 /// A PostgreSQL error, from the server (with SQLSTATE) or from libpq. `description` is safe to log and to
 /// store in `checkpoints.last_error`: libpq's messages name host and port, never the password, and the
@@ -101,7 +102,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 guard PQstatus(handle) == CONNECTION_OK else {
                     let message = String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
                     PQfinish(handle)
-                    continuation.resume(throwing: PostgresError(message: "cannot connect to PostgreSQL: \(message)"))
+                    continuation.resume(throwing: tlsConfigurationError(message) ?? PostgresError(message: "cannot connect to PostgreSQL: \(message)"))
                     return
                 }
                 continuation.resume(returning: handle)
@@ -370,4 +371,19 @@ private func withOptionalCStrings<R>(_ strings: [String?], _ body: ([UnsafePoint
     let pointers = strings.map { $0.map { strdup($0) } ?? nil }
     defer { pointers.forEach { free($0) } }
     return body(pointers.map { UnsafePointer($0) })
+}
+
+/// A TLS handshake that failed verification (`sslmode=verify-ca`/`verify-full`) fails the same way on every
+/// retry: it is a configuration problem (exit 2), not an outage to wait out. libpq's message names the reason
+/// (the certificate, the host name, the root certificate file); it never holds the password.
+func tlsConfigurationError(_ message: String) -> ConfigError? {
+    let fixes: [(String, String)] = [
+        ("certificate verify failed", "point sslrootcert= at the CA that signed the server's certificate"),
+        ("does not match host name", "connect by a host name the server's certificate holds (subjectAltName), or fix the certificate"),
+        ("root certificate file", "sslrootcert= must name a readable PEM file with the server's CA (or use sslmode=require to skip verification)"),
+        ("server does not support SSL", "turn on ssl in the server's postgresql.conf, or lower sslmode"),
+        ("certificate has expired", "renew the server's certificate"),
+    ]
+    guard let fix = fixes.first(where: { message.contains($0.0) })?.1 else { return nil }
+    return ConfigError(key: "database.url", problem: "TLS: \(message)", fix: fix)
 }

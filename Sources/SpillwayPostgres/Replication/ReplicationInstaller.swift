@@ -109,7 +109,15 @@ public struct ReplicationInstaller: Sendable {
                                   fix: "name another slot in source.slot, or drop that one with pg_drop_replication_slot")
             }
         } else {
+            let checkpoint = try await connection.query(
+                "SELECT lsn::text FROM \(SQLText.identifier(config.schema)).checkpoints WHERE consumer = $1 AND lsn > '0/0'",
+                [config.consumer])
             try await connection.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [settings.slot])
+            if let lsn = checkpoint.first?[0] {
+                report.warnings.append("created a new replication slot \(settings.slot), but consumer \(config.consumer) had read "
+                    + "up to \(lsn) from a slot of that name that was dropped: changes committed between then and now are not in the "
+                    + "new slot. Re-snapshot what the consumers feed (rebuild the index or cache from the tables)")
+            }
         }
         return report
     }

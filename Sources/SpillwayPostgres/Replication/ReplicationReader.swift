@@ -39,6 +39,14 @@ public final class ReplicationReader: @unchecked Sendable {
     private let acknowledged: ReplicationPosition
     /// The newest position the server told us about (keepalives, data).
     public private(set) var serverWALEnd: LSN = .zero
+    /// The captured tables' OIDs when the stream started: a Relation message for one of them under another name
+    /// is a rename, and a table that no longer resolves to its OID (or left the publication) was dropped.
+    private var capturedOIDs: [OID: QualifiedName] = [:]
+    /// Set once a captured table is found dropped or renamed: everything the slot holds up to `marker` (a
+    /// message written after the check) is delivered first, then the stream stops with `failure`.
+    private var tableGone: (marker: LSN, failure: FatalSourceError)?
+    private var lastTableCheck = ContinuousClock.now
+    private static let tableCheckInterval: Duration = .seconds(2)
     /// What was last confirmed to the server. A Mutex: the pipeline confirms while the next batch is read.
     private let confirmed: Mutex<LSN>
     public var confirmedFlush: LSN { confirmed.withLock { $0 } }
@@ -80,6 +88,14 @@ public final class ReplicationReader: @unchecked Sendable {
         let settings = config.source.replication
         let slot = try await catalog.query("SELECT wal_status, active_pid FROM pg_replication_slots WHERE slot_name = $1", [settings.slot])
         guard let row = slot.first else {
+            if acknowledged.commitLSN > .zero {
+                // This consumer has read the slot before: someone dropped it (pg_drop_replication_slot).
+                throw FatalSourceError(
+                    "replication slot '\(settings.slot)' was dropped (this consumer's checkpoint is at \(acknowledged)): the "
+                        + "changes committed after the checkpoint went with it. Recover: `spillway install --config FILE` creates "
+                        + "a new slot that captures from then on; re-snapshot what the consumers feed (rebuild the index or "
+                        + "cache from the tables) for the changes in between")
+            }
             throw ConfigError(key: "source.slot", problem: "replication slot '\(settings.slot)' does not exist",
                               fix: "run `spillway install --config FILE` (it creates the slot and the publication)")
         }
@@ -94,6 +110,19 @@ public final class ReplicationReader: @unchecked Sendable {
             throw FatalSourceError("replication slot '\(settings.slot)' is in use by process \(pid): another `spillway run` "
                 + "(or another client) is reading it")
         }
+        for (index, table) in config.source.tables.enumerated() {
+            let resolved = try await catalog.query("SELECT to_regclass($1)::oid::int8", [table.sql])
+            guard let oid = resolved.first?[0].flatMap({ OID($0) }) else {
+                // Gone while Spillway was stopped. Nothing is streamed under a name the config does not list: once
+                // it is corrected, the changes the slot holds for the table are delivered (under the name it has
+                // in the config when it was renamed, since they are the same table's).
+                throw ConfigError(key: "source.tables[\(index)]", problem: "table \(table) does not exist: it was dropped or renamed",
+                                  fix: "if it was renamed, replace it with the new name in source.tables (and in sinks' tables); "
+                                    + "if it was dropped, remove it. The changes the slot holds for it are delivered either way")
+            }
+            capturedOIDs[oid] = table
+        }
+        try await checkTables()
         // Messages always: heartbeats and `run --once`'s end marker are messages, whatever `source.messages` says
         // (the builder drops other messages when it is off).
         let options = "proto_version '1', publication_names \(SQLText.literal(settings.publication)), messages 'true'"
@@ -112,6 +141,7 @@ public final class ReplicationReader: @unchecked Sendable {
     /// Up to `maximum` events, waiting at most `wait` for the stream to say anything.
     public func next(maximum: Int, wait: Duration) async throws -> ReplicationBatch {
         if let failure = pendingFailure { throw failure }
+        if tableGone == nil, ContinuousClock.now - lastTableCheck > Self.tableCheckInterval { try await checkTables() }
         var batch = ReplicationBatch(events: [], position: nil, confirmable: nil, isIdle: false)
         var receivedAnything = false
         while batch.events.count < maximum {
@@ -140,8 +170,11 @@ public final class ReplicationReader: @unchecked Sendable {
             serverWALEnd = max(serverWALEnd, keepalive.walEnd)
             if keepalive.isReplyRequested { try await sendStatus(flush: confirmedFlush) }
         case .xLogData(let data):
-            let message = try decoder.decode(data.payload)
-            if case .relation(let relation) = message { try await describe(relation) }
+            var message = try decoder.decode(data.payload)
+            if case .relation(var relation) = message {
+                try await describe(&relation)
+                message = .relation(relation)
+            }
             let outputs: [ReplicationEventBuilder.Output]
             do {
                 outputs = try builder.handle(message)
@@ -162,6 +195,10 @@ public final class ReplicationReader: @unchecked Sendable {
                     if commitLSN >= acknowledged.commitLSN { batch.position = ReplicationPosition(commitLSN: commitLSN) }
                     batch.confirmable = commitLSN
                 case .progress(let lsn):
+                    if let gone = tableGone, lsn >= gone.marker, !builder.isInTransaction {
+                        // Everything committed before the table went is delivered (the batch so far): stop here.
+                        throw gone.failure
+                    }
                     if !builder.isInTransaction {
                         batch.position = ReplicationPosition(commitLSN: max(lsn, batch.position?.commitLSN ?? .zero, acknowledged.commitLSN))
                         batch.confirmable = lsn
@@ -172,7 +209,18 @@ public final class ReplicationReader: @unchecked Sendable {
     }
 
     /// Resolves what the builder cannot know from the stream: non-built-in types and the primary key.
-    private func describe(_ relation: PGOutputMessage.Relation) async throws {
+    private func describe(_ relation: inout PGOutputMessage.Relation) async throws {
+        if let captured = capturedOIDs[relation.id], captured != QualifiedName(schema: relation.namespace, name: relation.name) {
+            let now = try await currentName(of: relation.id)
+            if now == QualifiedName(schema: relation.namespace, name: relation.name) {
+                // Renamed while streaming: the changes before this Relation message are delivered, none after it.
+                throw Self.renamed(captured, to: now, index: config.source.tables.firstIndex(of: captured))
+            }
+            // Decoding uses the catalog of the moment a change was written: a change replayed from before a
+            // rename carries the old name. It is the configured table's, and delivered under that name.
+            relation.namespace = captured.schema
+            relation.name = captured.name
+        }
         // Every Relation message resolves its user types again: a composite may have gained a field since.
         let userTypes = relation.columns.map(\.typeOID).filter { PGTypeKind(builtinOID: $0) == nil }
         if !userTypes.isEmpty {
@@ -190,6 +238,62 @@ public final class ReplicationReader: @unchecked Sendable {
                 "fix": "ALTER TABLE \(table.sql) REPLICA IDENTITY FULL",
             ])
         }
+    }
+
+    /// Whether every captured table still is the one the stream started with, and published. A table that was
+    /// dropped or renamed, or re-created (a new table, not in the publication), sends nothing more through the
+    /// slot: its later changes would be missed without a word. So the first such finding writes a marker
+    /// message, and the stream stops with the finding once the marker arrives, after everything before it.
+    private func checkTables() async throws {
+        lastTableCheck = .now
+        let tables = config.source.tables
+        let result = try await catalog.query(
+            """
+            SELECT to_regclass(t.name)::oid::int8, EXISTS (SELECT 1 FROM pg_publication_tables p WHERE p.pubname = $4
+                   AND p.schemaname = t.schema AND p.tablename = t.relname)
+            FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY t(name, schema, relname, n) ORDER BY t.n
+            """, [SQLText.arrayLiteral(tables.map(\.sql)), SQLText.arrayLiteral(tables.map(\.schema)),
+                  SQLText.arrayLiteral(tables.map(\.name)), config.source.replication.publication])
+        var failure: FatalSourceError?
+        for (index, (table, row)) in zip(tables, result.rows).enumerated() {
+            let oid = row[0].flatMap { OID($0) }
+            let startOID = capturedOIDs.first { $0.value == table }?.key
+            if let oid, startOID == nil || oid == startOID, row[1] == "t" { continue }
+            if let startOID, let now = try await currentName(of: startOID), now != table {
+                failure = Self.renamed(table, to: now, index: index)
+            } else if oid == nil || oid != startOID {
+                failure = FatalSourceError(
+                    "table \(table) (source.tables[\(index)]) was dropped: every change committed before the drop was "
+                        + "delivered. Fix: remove it from source.tables (and from sinks' tables), then start `spillway run` "
+                        + "again; if it was re-created, `spillway install --config FILE` publishes the new table")
+            } else {
+                failure = FatalSourceError(
+                    "table \(table) (source.tables[\(index)]) is not in publication \(config.source.replication.publication): "
+                        + "its changes do not reach the slot. Fix: run `spillway install --config FILE` to publish it")
+            }
+            break
+        }
+        guard let failure else { return }
+        logger.error("a captured table is gone; delivering what came before, then stopping", metadata: ["error": "\(failure)"])
+        let marker = try await catalog.query("SELECT pg_logical_emit_message(false, 'spillway-heartbeat', '')::text")
+        let end = marker.first?[0].flatMap { LSN(string: $0) } ?? .zero
+        tableGone = (ReplicationEventBuilder.position(ofNonTransactionalMessageEndingAt: end), failure)
+    }
+
+    private func currentName(of oid: OID) async throws -> QualifiedName? {
+        let result = try await catalog.query(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid",
+            [String(oid)])
+        guard let row = result.first else { return nil }
+        return QualifiedName(schema: row[0] ?? "", name: row[1] ?? "")
+    }
+
+    private static func renamed(_ table: QualifiedName, to now: QualifiedName?, index: Int?) -> FatalSourceError {
+        let newName = now.map { "\($0)" } ?? "its new name"
+        return FatalSourceError(
+            "table \(table) (source.tables[\(index.map(String.init) ?? "?")]) was renamed to \(newName): every change before "
+                + "the rename was delivered under its old name, none after it. Fix: replace it with \(newName) in "
+                + "source.tables (and in sinks' tables), then start `spillway run` again")
     }
 
     /// Tells the server everything up to `flush` is safe: it may recycle that WAL and will not resend it.
