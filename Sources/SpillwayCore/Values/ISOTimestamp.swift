@@ -6,6 +6,7 @@ public enum ISOTimestamp {
     /// back (`0044-03-15 12:00:00+00 BC` → `0044-03-15T12:00:00Z BC`). Nil for text it does not understand
     /// (`infinity`): callers keep PostgreSQL's text then.
     public static func utc(fromPostgres text: String) -> String? {
+        if let fast = utcWithoutOffset(text) { return fast }
         var b = Array(text.utf8)
         var isBC = false
         if b.count > 3, b[(b.count - 3)...].elementsEqual(" BC".utf8) {
@@ -61,6 +62,40 @@ public enum ISOTimestamp {
         out += "\(pad(secondsOfDay / 3600, 2)):\(pad(secondsOfDay % 3600 / 60, 2)):\(pad(secondsOfDay % 60, 2))"
         if !fraction.isEmpty { out += "." + String(decoding: fraction, as: UTF8.self) }
         return out + (resultIsBC ? "Z BC" : "Z")
+    }
+
+    /// The common case, once every connection and the audit trigger pin TimeZone to UTC: a 4-digit AD year
+    /// and a zero offset (`2026-01-02 03:04:05.123+00`, `2026-01-02T03:04:05.123+00:00`) need no calendar
+    /// arithmetic, only the `T` and the `Z`. This runs for every timestamptz value of every row.
+    private static func utcWithoutOffset(_ text: String) -> String? {
+        let utf8 = text.utf8
+        let count = utf8.count
+        guard count >= 22, count <= 35 else { return nil }
+        return utf8.withContiguousStorageIfAvailable { b -> String? in
+            var end = count
+            if b[end - 6] == UInt8(ascii: "+"), b[end - 5] == 0x30, b[end - 4] == 0x30, b[end - 3] == UInt8(ascii: ":"),
+               b[end - 2] == 0x30, b[end - 1] == 0x30 {
+                end -= 6
+            } else if b[end - 3] == UInt8(ascii: "+"), b[end - 2] == 0x30, b[end - 1] == 0x30 {
+                end -= 3
+            } else {
+                return nil
+            }
+            guard end >= 19, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"),
+                  b[10] == UInt8(ascii: " ") || b[10] == UInt8(ascii: "T"), b[13] == UInt8(ascii: ":"), b[16] == UInt8(ascii: ":")
+            else { return nil }
+            for i in [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18] where !isDigit(b[i]) { return nil }
+            if end > 19 {
+                guard b[19] == UInt8(ascii: "."), end > 20 else { return nil }
+                for i in 20..<end where !isDigit(b[i]) { return nil }
+            }
+            return String(unsafeUninitializedCapacity: end + 1) { out in
+                for i in 0..<end { out[i] = b[i] }
+                out[10] = UInt8(ascii: "T")
+                out[end] = UInt8(ascii: "Z")
+                return end + 1
+            }
+        } ?? nil
     }
 
     /// `2026-01-02T03:04:05.123456Z` (an event's `commit_time`) → seconds since 1970-01-01 UTC. Nil for any

@@ -36,6 +36,9 @@ public final class AuditLogReader: @unchecked Sendable {
     private var tableGone: FatalSourceError?
     /// The server-side cursor that is open, and the row it was last positioned after.
     private var openCursor: (batch: PGSnapshot, after: AuditLogOrdering?)?
+    /// A FETCH of the open cursor's next rows was sent ahead (`send`) and its rows are not collected yet. Set
+    /// only while `openCursor` stands where that FETCH starts; anything else first closes the cursor.
+    private var pendingFetch = false
     private static let cursorName = "spillway_batch"
 
     public static func open(config: SpillwayConfig, logger: Logger) async throws -> AuditLogReader {
@@ -242,8 +245,10 @@ public final class AuditLogReader: @unchecked Sendable {
         await connection.close()
     }
 
-    /// Waits for a NOTIFY from the wake trigger, or `timeout`; true when one arrived.
+    /// Waits for a NOTIFY from the wake trigger, or `timeout`; true when one arrived (or rows are already on
+    /// their way: a prefetched FETCH).
     public func waitForCommits(timeout: Duration) async throws -> Bool {
+        if pendingFetch { return true }
         guard config.source.notify else {
             try await Task.sleep(for: timeout)
             return false
@@ -280,8 +285,20 @@ public final class AuditLogReader: @unchecked Sendable {
             try await closeCursor()
             try await declareCursor(completed: cursor.completed, batch: batch, after: cursor.batchProgress)
         }
-        let result = try await connection.query("FETCH FORWARD \(limit) FROM \(Self.cursorName)")
+        // The open cursor matched, so a FETCH sent ahead is for exactly these rows.
+        let result: QueryResult
+        if pendingFetch {
+            pendingFetch = false
+            result = try await connection.receive()
+        } else {
+            result = try await connection.query("FETCH FORWARD \(limit) FROM \(Self.cursorName)")
+        }
         try await resolveUnknownNames(in: result.rows)
+        if result.rows.count == limit {
+            // The server produces the next rows while these are turned into events and delivered.
+            try await connection.send("FETCH FORWARD \(limit) FROM \(Self.cursorName)")
+            pendingFetch = true
+        }
         var events: [ChangeEvent] = []
         events.reserveCapacity(result.rows.count)
         var last: AuditLogOrdering?
@@ -345,9 +362,17 @@ public final class AuditLogReader: @unchecked Sendable {
     }
 
     private func closeCursor() async throws {
+        try await dropPrefetch()
         guard openCursor != nil else { return }
         openCursor = nil
         try await connection.execute("COMMIT")
+    }
+
+    /// Collects and discards a FETCH sent ahead that is no longer wanted (the cursor closes).
+    private func dropPrefetch() async throws {
+        guard pendingFetch else { return }
+        pendingFetch = false
+        _ = try await connection.receive()
     }
 
     private func nextHistory(after cursor: AuditLogCursor, limit: Int) async throws -> AuditLogBatch {

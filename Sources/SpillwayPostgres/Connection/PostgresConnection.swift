@@ -148,6 +148,28 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// Sends one statement without waiting for its result, so the server works on it while the caller does
+    /// something else; `receive` collects it. In between, nothing else may use the connection.
+    public func send(_ sql: String) async throws {
+        try await onQueue { handle in
+            guard PQsendQuery(handle, sql) == 1 else { throw PostgresError(message: Self.errorMessage(handle)) }
+        }
+    }
+
+    /// The result of the statement `send` sent (every result is drained, so the connection is usable after
+    /// an error too).
+    public func receive() async throws -> QueryResult {
+        try await onQueue { handle in
+            var outcome: Result<QueryResult, any Error>?
+            while let result = PQgetResult(handle) {
+                let consumed = Result { try Self.consume(result, handle: handle) }
+                if outcome == nil { outcome = consumed }
+            }
+            guard let outcome else { throw PostgresError(message: "no result was pending: \(Self.errorMessage(handle))") }
+            return try outcome.get()
+        }
+    }
+
     /// Runs one or more statements without parameters (DDL scripts).
     public func execute(_ sql: String) async throws {
         try await onQueue { handle in
