@@ -13,25 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-200000}
 rounds=${2:-3}
-bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
-work=$(mktemp -d /tmp/spillway-bench-XXXXXX); chmod 755 "$work"
-cleanup() {
-  [ -n "${mock_pid:-}" ] && kill "$mock_pid" 2>/dev/null || true
-  scripts/pg-cluster.sh stop "$work/pg" || true; rm -rf "$work"
-}
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-url=$(scripts/pg-cluster.sh start "$work/pg" "$port")
-swift build -c release --product spillway >/dev/null
-swift build -c release --product spillway-kafka-mock >/dev/null
-spillway="$(swift build -c release --show-bin-path)/spillway"
-mock="$(swift build -c release --show-bin-path)/spillway-kafka-mock"
-mkfifo "$work/mock.in"
-"$mock" --brokers 3 --topic bench.public.bench:6 < "$work/mock.in" > "$work/mock.out" 2>/dev/null &
-mock_pid=$!
-exec 7> "$work/mock.in"
-for _ in $(seq 1 100); do [ -s "$work/mock.out" ] && break; sleep 0.1; done
-brokers=$(head -n 1 "$work/mock.out")
+. Benchmarks/lib.sh
+bench_setup bench.public.bench:6
 
 psql -q "$url" -c "CREATE TABLE bench (id bigint PRIMARY KEY, name text, price numeric(10,2), tags text[], at timestamptz DEFAULT now())" \
   -c "CREATE TABLE uncaptured (LIKE bench INCLUDING ALL)" -c "CREATE SEQUENCE s"
@@ -61,15 +44,6 @@ for table in bench uncaptured; do
 done
 total=$(psql -qAt "$url" -c "SELECT count(*) FROM spillway.audit_log")
 
-measure() {  # prints "seconds peak_rss_kB cpu_seconds" of a command
-  python3 - "$@" <<'PY'
-import resource, subprocess, sys, time
-start = time.monotonic()
-subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(f"{time.monotonic() - start:.3f} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime:.2f}")
-PY
-}
 tps() {  # tps SCRIPT: single-row insert transactions per second, 4 clients
   "$bin/pgbench" -n -c 4 -j 2 -t 2500 -f "$work/$1.sql" "$url" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
 }

@@ -50,6 +50,7 @@ public struct AuditLogInstaller: Sendable {
                 report.createdAuditTable = true
             }
             try await connection.execute(names.indexSQL())
+            try await connection.execute(names.keepJSONTextFunctionSQL())
             try await connection.execute(names.captureFunctionSQL())
             try await connection.execute(names.wakeFunctionSQL())
             if config.source.notify {

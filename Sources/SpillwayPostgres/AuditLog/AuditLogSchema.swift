@@ -23,6 +23,7 @@ public struct AuditLogSchema: Sendable {
     var sequence: String { "\(schemaSQL).audit_seq" }
     var captureFunction: String { "\(schemaSQL).capture_change" }
     var wakeFunction: String { "\(schemaSQL).wake_pollers" }
+    var keepJSONTextFunction: String { "\(schemaSQL).keep_json_text" }
     /// The NOTIFY channel the wake trigger signals and pollers LISTEN on.
     public var wakeChannel: String { "\(schema)_audit" }
     static let captureTrigger = "spillway_capture"
@@ -110,8 +111,7 @@ public struct AuditLogSchema: Sendable {
         DECLARE
             old_row jsonb;
             new_row jsonb;
-            exact json;
-            i int;
+            json_columns text[];
         BEGIN
             IF TG_LEVEL = 'STATEMENT' THEN
                 INSERT INTO \(auditTable.sql) (schema_name, table_name, operation)
@@ -121,26 +121,33 @@ public struct AuditLogSchema: Sendable {
             IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
             IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
             IF TG_NARGS > 2 THEN
-                IF old_row IS NOT NULL THEN
-                    exact := row_to_json(OLD);
-                    FOR i IN 2 .. TG_NARGS - 1 LOOP
-                        IF exact -> TG_ARGV[i] IS NOT NULL AND json_typeof(exact -> TG_ARGV[i]) <> 'null' THEN
-                            old_row := jsonb_set(old_row, ARRAY[TG_ARGV[i]], to_jsonb((exact -> TG_ARGV[i])::text));
-                        END IF;
-                    END LOOP;
-                END IF;
-                IF new_row IS NOT NULL THEN
-                    exact := row_to_json(NEW);
-                    FOR i IN 2 .. TG_NARGS - 1 LOOP
-                        IF exact -> TG_ARGV[i] IS NOT NULL AND json_typeof(exact -> TG_ARGV[i]) <> 'null' THEN
-                            new_row := jsonb_set(new_row, ARRAY[TG_ARGV[i]], to_jsonb((exact -> TG_ARGV[i])::text));
-                        END IF;
-                    END LOOP;
-                END IF;
+                json_columns := TG_ARGV[2:TG_NARGS - 1];
+                IF old_row IS NOT NULL THEN old_row := \(keepJSONTextFunction)(old_row, row_to_json(OLD), json_columns); END IF;
+                IF new_row IS NOT NULL THEN new_row := \(keepJSONTextFunction)(new_row, row_to_json(NEW), json_columns); END IF;
             END IF;
             INSERT INTO \(auditTable.sql) (schema_name, table_name, operation, old_data, new_data)
             VALUES (coalesce(TG_ARGV[0], TG_TABLE_SCHEMA), coalesce(TG_ARGV[1], TG_TABLE_NAME), TG_OP, old_row, new_row);
             RETURN NULL;
+        END
+        $spillway$
+        """
+    }
+
+    /// `row_data` (`to_jsonb(row)`) with each of `columns` replaced by a string holding the column's exact
+    /// text, taken from `exact` (`row_to_json(row)`, which keeps a json value as written). SQL NULL stays null.
+    func keepJSONTextFunctionSQL() -> String {
+        """
+        CREATE OR REPLACE FUNCTION \(keepJSONTextFunction)(row_data jsonb, exact json, columns text[]) RETURNS jsonb
+        LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $spillway$
+        DECLARE
+            name text;
+        BEGIN
+            FOREACH name IN ARRAY columns LOOP
+                IF exact -> name IS NOT NULL AND json_typeof(exact -> name) <> 'null' THEN
+                    row_data := jsonb_set(row_data, ARRAY[name], to_jsonb((exact -> name)::text));
+                END IF;
+            END LOOP;
+            RETURN row_data;
         END
         $spillway$
         """
