@@ -82,24 +82,35 @@ public final class AuditLogReader: @unchecked Sendable {
     /// One cheap catalog query per new snapshot batch: the captured tables' columns, types and primary keys.
     /// When it changes (DDL while `run` runs), the descriptions are read again, so a column added since
     /// start-up maps by its type (a new `numeric` column stays an exact string) and not as raw jsonb.
-    private func catalogFingerprint() async throws -> String {
+    /// Nil while a captured table is missing (dropped or renamed a moment ago): `goneTable` reports that at the
+    /// next snapshot, after delivering what came before; a cast to regclass here would fail the session instead.
+    private func catalogFingerprint() async throws -> String? {
         let result = try await connection.query(
             """
-            SELECT md5(coalesce(string_agg(a.attrelid::text || ':' || a.attnum || ':' || a.attname || ':' || a.atttypid::text
-                                           || ':' || a.attgenerated::text || ':' || a.attisdropped::text, ',' ORDER BY a.attrelid, a.attnum), '')
+            WITH t AS (SELECT to_regclass(name)::oid AS relid FROM unnest($1::text[]) AS name)
+            SELECT NOT EXISTS (SELECT 1 FROM t WHERE relid IS NULL),
+                   md5(coalesce((SELECT string_agg(a.attrelid::text || ':' || a.attnum || ':' || a.attname || ':' || a.atttypid::text
+                                                   || ':' || a.attgenerated::text || ':' || a.attisdropped::text, ',' ORDER BY a.attrelid, a.attnum)
+                                 FROM pg_attribute a WHERE a.attrelid IN (SELECT relid FROM t) AND a.attnum > 0), '')
                        || coalesce((SELECT string_agg(i.indexrelid::text || ':' || i.indkey::text, ',' ORDER BY i.indexrelid)
-                                    FROM pg_index i WHERE i.indrelid = ANY($1::regclass[]) AND i.indisprimary), ''))
-            FROM pg_attribute a WHERE a.attrelid = ANY($1::regclass[]) AND a.attnum > 0
+                                    FROM pg_index i WHERE i.indrelid IN (SELECT relid FROM t) AND i.indisprimary), ''))
             """, [SQLText.arrayLiteral(config.source.tables.map(\.sql))])
-        return result.first?[0] ?? ""
+        guard let row = result.first, row[0] == "t" else { return nil }
+        return row[1]
     }
 
     private func reloadTablesIfChanged() async throws {
-        let fingerprint = try await catalogFingerprint()
+        guard let fingerprint = try await catalogFingerprint() else { return }
         guard fingerprint != loadedFingerprint else { return }
         logger.info("captured tables changed (DDL): reading their columns again")
+        do {
+            try await reloadTables()
+        } catch {
+            // Dropped or renamed meanwhile: the next snapshot reports it, after what came before.
+            if try await goneTable() != nil { return }
+            throw error
+        }
         loadedFingerprint = fingerprint
-        try await reloadTables()
     }
 
     public func reloadTables() async throws {
