@@ -329,10 +329,27 @@ public final class AuditLogReader: @unchecked Sendable {
                              completedSnapshot: cursor.batch == nil)
     }
 
+    /// The snapshot the next batch reads up to, once every commit it shows is durable. A transaction committed
+    /// with `synchronous_commit = off` is visible before its commit record reaches disk, and a crash then takes
+    /// it back: delivered, it would be a change that never happened (the soak saw exactly that). Its commit
+    /// record lies before the WAL insert position taken with the snapshot, so waiting until the WAL is flushed
+    /// that far makes every transaction in the batch survive a crash. With synchronous commits the wait is
+    /// usually nothing; with asynchronous ones it is at most about `wal_writer_delay`.
     private func currentSnapshot() async throws -> PGSnapshot {
-        let result = try await connection.query("SELECT pg_current_snapshot()::text")
+        let result = try await connection.query(
+            "SELECT pg_current_snapshot()::text, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END")
         guard let text = result.first?[0], let snapshot = PGSnapshot(text) else {
             throw PostgresError(message: "pg_current_snapshot() returned no snapshot")
+        }
+        if let inserted = result.first?[1] {
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(10)
+            while try await connection.query("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn", [inserted]).first?[0] != "t" {
+                guard clock.now < deadline else {
+                    throw PostgresError(message: "the WAL was not flushed up to \(inserted) within 10 s; the batch waits for it")
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
         }
         return snapshot
     }
