@@ -20,9 +20,9 @@ pgdir="$work/pg"
 port=${url##*:}; port=${port%%/*}
 as_postgres() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
 # pg-cluster.sh runs with synchronous_commit=off: a crash (and `-m immediate`) then loses the last
-# commits, which other sessions, the audit_log poller among them, had already seen and delivered (the
-# replication source only decodes flushed WAL). The soak's truth is what survives the crash, so it runs
-# with synchronous_commit=on; SOAK_SYNC_COMMIT=off shows the difference (phantom events at audit_log).
+# commits, which other sessions had already seen (the audit_log reader waits for the WAL flush, so it must
+# not deliver them; the replication source only decodes flushed WAL). The soak's truth is what survives
+# the crash; it runs with synchronous_commit=on, and SOAK_SYNC_COMMIT=off checks no taken-back commit is delivered.
 server_opts="-c synchronous_commit=${SOAK_SYNC_COMMIT:-on}"
 scripts/pg-cluster.sh stop "$pgdir"
 scripts/pg-cluster.sh start "$pgdir" "$port" $server_opts >/dev/null
