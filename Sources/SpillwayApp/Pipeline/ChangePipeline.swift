@@ -78,11 +78,9 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
     private final class SharedStateMachine: Sendable {
         private let mutex: Mutex<StateMachine>
         init(_ machine: StateMachine) { mutex = Mutex(machine) }
-        func withLock<R: Sendable>(_ body: (inout StateMachine) throws -> R) throws -> R {
-            try mutex.withLock { machine in try body(&machine) }
-        }
-        func withLock<R: Sendable>(_ body: (inout StateMachine) -> R) -> R {
-            mutex.withLock { machine in body(&machine) }
+        @discardableResult
+        func withLock<R: Sendable, E: Error>(_ body: (inout StateMachine) throws(E) -> R) throws(E) -> R {
+            try mutex.withLock { (machine) throws(E) -> R in try body(&machine) }
         }
     }
 
@@ -163,7 +161,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
             if let due = state.withLock({ $0.checkpointDue(now: clock.now, isFinal: isFinal) }) {
                 try await source.save(due.position, lastEventPosition: due.lastEventPosition, events: due.events)
                 deliveredEvents += due.events
-                _ = state.withLock { $0.saved(due, now: clock.now) }
+                state.withLock { $0.saved(due, now: clock.now) }
             }
             if let lsn = state.withLock({ $0.confirmationDue(now: clock.now) }) {
                 try await source.confirm(lsn)

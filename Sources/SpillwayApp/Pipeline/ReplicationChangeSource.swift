@@ -21,7 +21,6 @@ final class ReplicationChangeSource: ChangeSource, @unchecked Sendable {
     private let target: LSN?
     private var isDone = false
     private let heartbeat: Mutex<PeriodicTask<ContinuousClock.Instant>>
-    static let heartbeatPrefix = "spillway-heartbeat"
 
     static func open(config: SpillwayConfig, record: CheckpointRecord, control: PostgresConnection, once: Bool,
                      logger: Logger) async throws -> ReplicationChangeSource {
@@ -85,7 +84,7 @@ final class ReplicationChangeSource: ChangeSource, @unchecked Sendable {
     /// A non-transactional logical message: it flows through the slot even when no published table changes,
     /// so the confirmed position can follow the WAL. Returns the position the stream gives it.
     private static func emitHeartbeat(on connection: PostgresConnection) async throws -> LSN {
-        let result = try await connection.query("SELECT pg_logical_emit_message(false, $1, '')::text", [heartbeatPrefix])
+        let result = try await connection.query("SELECT pg_logical_emit_message(false, $1, '')::text", [ReplicationEventBuilder.heartbeatPrefix])
         let end = result.first?[0].flatMap { LSN(string: $0) } ?? .zero
         return ReplicationEventBuilder.position(ofNonTransactionalMessageEndingAt: end)
     }

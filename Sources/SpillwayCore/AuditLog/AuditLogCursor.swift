@@ -134,7 +134,12 @@ public enum AuditLogEvents {
     /// adopted logs that store none) to the captured table's catalog description. A bare name that several
     /// captured tables share is an error: guessing would hand one table's rows to another.
     public static func event(from row: Row, tables: TableDirectory) throws -> ChangeEvent {
-        switch tables.resolve(schema: row.schema, table: row.table) {
+        try event(from: row, resolved: tables.resolve(schema: row.schema, table: row.table))
+    }
+
+    /// The same, for a row whose table the caller already resolved.
+    public static func event(from row: Row, resolved: TableDirectory.Resolution) throws -> ChangeEvent {
+        switch resolved {
         case .captured(let table): return try event(from: row, table: table)
         case .notCaptured: return try event(from: row, table: nil)
         case .ambiguous(let candidates):
@@ -183,16 +188,16 @@ public enum AuditLogEvents {
 
 /// The captured tables by name, for turning stored rows into events.
 public struct TableDirectory: Sendable {
-    private var byQualifiedName: [String: TableInfo] = [:]
+    private var byQualifiedName: [QualifiedName: TableInfo] = [:]
     private var byBareName: [String: [TableInfo]] = [:]
     /// Other names rows of a captured table are stored under: its partitions' (a legacy trigger records the
     /// partition that holds the row), keyed `schema.name` and, for rows without a schema, by bare name.
-    private var aliases: [String: TableInfo] = [:]
+    private var aliases: [QualifiedName: TableInfo] = [:]
     private var bareAliases: [String: [TableInfo]] = [:]
 
     public init(_ tables: [TableInfo]) {
         for table in tables {
-            byQualifiedName[table.qualifiedName] = table
+            byQualifiedName[QualifiedName(schema: table.schema, name: table.name)] = table
             byBareName[table.name, default: []].append(table)
         }
     }
@@ -211,7 +216,8 @@ public struct TableDirectory: Sendable {
 
     public func resolve(schema: String?, table: String) -> Resolution {
         if let schema {
-            if let found = byQualifiedName["\(schema).\(table)"] ?? aliases["\(schema).\(table)"] { return .captured(found) }
+            let name = QualifiedName(schema: schema, name: table)
+            if let found = byQualifiedName[name] ?? aliases[name] { return .captured(found) }
             return .notCaptured
         }
         let candidates = (byBareName[table] ?? []) + (bareAliases[table] ?? [])
@@ -231,8 +237,8 @@ public struct TableDirectory: Sendable {
 
     /// Rows stored under `alias` (a partition of `table`) belong to `table`.
     public mutating func add(alias: QualifiedName, for table: QualifiedName) {
-        guard let info = byQualifiedName[table.description], byQualifiedName[alias.description] == nil else { return }
-        aliases[alias.description] = info
+        guard let info = byQualifiedName[table], byQualifiedName[alias] == nil else { return }
+        aliases[alias] = info
         if !(bareAliases[alias.name] ?? []).contains(where: { $0.qualifiedName == info.qualifiedName }) {
             bareAliases[alias.name, default: []].append(info)
         }

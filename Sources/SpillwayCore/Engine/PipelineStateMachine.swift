@@ -120,6 +120,7 @@ where Instant.Duration == Duration {
 
     /// `checkpoint` (from `checkpointDue`) is saved. Returns the LSN to confirm to the server, if the saved
     /// position now allows one.
+    @discardableResult
     public mutating func saved(_ checkpoint: Checkpoint, now: Instant) -> LSN? {
         saved = checkpoint.position
         lastSave = now

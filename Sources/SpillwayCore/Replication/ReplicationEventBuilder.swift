@@ -51,13 +51,16 @@ public struct ReplicationEventBuilder: Sendable {
         public var includeMessages: Bool
 
         public init(tenantColumns: [String: String] = [:], defaultTenantColumn: String? = nil,
-                    heartbeatPrefix: String = "spillway-heartbeat", includeMessages: Bool = true) {
+                    heartbeatPrefix: String = ReplicationEventBuilder.heartbeatPrefix, includeMessages: Bool = true) {
             self.tenantColumns = tenantColumns
             self.defaultTenantColumn = defaultTenantColumn
             self.heartbeatPrefix = heartbeatPrefix
             self.includeMessages = includeMessages
         }
     }
+
+    /// The prefix of Spillway's own heartbeat messages (and `run --once`'s end marker).
+    public static let heartbeatPrefix = "spillway-heartbeat"
 
     private var relations = RelationCache()
     private var kinds: [OID: PGTypeKind] = [:]

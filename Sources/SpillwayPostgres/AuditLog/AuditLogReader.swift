@@ -198,8 +198,12 @@ public final class AuditLogReader: @unchecked Sendable {
     /// trigger with it, and one re-created under the name has none: their changes would never reach the audit
     /// table, so this is an error, not something to carry on past.
     private func goneTable() async throws -> FatalSourceError? {
+        // One round trip for every captured table: this runs for each new snapshot.
+        let current = try await connection.query(
+            "SELECT to_regclass(name)::oid::text FROM unnest($1::text[]) WITH ORDINALITY AS t(name, n) ORDER BY n",
+            [SQLText.arrayLiteral(config.source.tables.map(\.sql))]).rows.map { $0[0] }
         for (index, table) in config.source.tables.enumerated() {
-            let oid = try await connection.query("SELECT to_regclass($1)::oid::text", [table.sql]).first?[0]
+            let oid = index < current.count ? current[index] : nil
             guard oid != capturedOIDs[table] else { continue }
             if let old = capturedOIDs[table],
                let now = try await connection.query(
@@ -434,7 +438,8 @@ public final class AuditLogReader: @unchecked Sendable {
             txid: row[0].flatMap { UInt64($0) }, sequence: row[1].flatMap { Int64($0) }, auditID: row[2] ?? "",
             schema: row[3], table: table, operation: row[5] ?? "", oldData: row[6], newData: row[7],
             tenant: row[8], commitTime: row[9])
-        if directory.resolve(schema: row[3], table: table) == .notCaptured { return nil }
-        return try AuditLogEvents.event(from: stored, tables: directory)
+        let resolution = directory.resolve(schema: row[3], table: table)
+        if resolution == .notCaptured { return nil }
+        return try AuditLogEvents.event(from: stored, resolved: resolution)
     }
 }

@@ -28,8 +28,18 @@ public enum PostgresCatalog {
         return columns
     }
 
+    /// The primary-key columns in key order (no type resolution: the replication reader asks for every
+    /// Relation message).
     public static func primaryKey(of table: QualifiedName, on connection: PostgresConnection) async throws -> [String] {
-        try await describe(table, on: connection).primaryKey
+        let result = try await connection.query(
+            """
+            SELECT a.attname FROM pg_index i
+            CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+            WHERE i.indrelid = $1::regclass AND i.indisprimary
+            ORDER BY k.n
+            """, [table.sql])
+        return result.rows.compactMap { $0[0] }
     }
 
     /// Columns in table order with how each maps to JSON, and the primary key in key order.

@@ -11,14 +11,11 @@ public struct ReplicationBatch: Sendable {
     /// The highest LSN the server may forget once `position` is saved: the last complete transaction's
     /// commit LSN, or a heartbeat's when nothing was pending.
     public var confirmable: LSN?
-    /// True when no message arrived within the wait: the stream is idle.
-    public var isIdle: Bool
 
-    public init(events: [ChangeEvent], position: ReplicationPosition?, confirmable: LSN?, isIdle: Bool) {
+    public init(events: [ChangeEvent], position: ReplicationPosition?, confirmable: LSN?) {
         self.events = events
         self.position = position
         self.confirmable = confirmable
-        self.isIdle = isIdle
     }
 }
 
@@ -142,7 +139,7 @@ public final class ReplicationReader: @unchecked Sendable {
     public func next(maximum: Int, wait: Duration) async throws -> ReplicationBatch {
         if let failure = pendingFailure { throw failure }
         if tableGone == nil, ContinuousClock.now - lastTableCheck > Self.tableCheckInterval { try await checkTables() }
-        var batch = ReplicationBatch(events: [], position: nil, confirmable: nil, isIdle: false)
+        var batch = ReplicationBatch(events: [], position: nil, confirmable: nil)
         var receivedAnything = false
         while batch.events.count < maximum {
             let messages = try await stream.readCopyData(maximum: 2000, timeout: receivedAnything ? .zero : wait)
@@ -159,7 +156,6 @@ public final class ReplicationReader: @unchecked Sendable {
                 }
             }
         }
-        batch.isIdle = !receivedAnything
         return batch
     }
 
@@ -275,7 +271,7 @@ public final class ReplicationReader: @unchecked Sendable {
         }
         guard let failure else { return }
         logger.error("a captured table is gone; delivering what came before, then stopping", metadata: ["error": "\(failure)"])
-        let marker = try await catalog.query("SELECT pg_logical_emit_message(false, 'spillway-heartbeat', '')::text")
+        let marker = try await catalog.query("SELECT pg_logical_emit_message(false, $1, '')::text", [ReplicationEventBuilder.heartbeatPrefix])
         let end = marker.first?[0].flatMap { LSN(string: $0) } ?? .zero
         tableGone = (ReplicationEventBuilder.position(ofNonTransactionalMessageEndingAt: end), failure)
     }
