@@ -6,7 +6,7 @@ import Testing
 @testable import SpillwayKafka
 
 private func settings(_ brokers: String = "127.0.0.1:1", prefix: String = "shop", tombstones: Bool = false,
-                      topics: [QualifiedName: TopicTemplate] = [:], properties: [String: String] = [:],
+                      topics: [QualifiedName: EventTemplate] = [:], properties: [String: String] = [:],
                       timeout: Duration = .seconds(30)) -> KafkaSinkSettings {
     KafkaSinkSettings(brokers: brokers.split(separator: ",").map(String.init), prefix: prefix, topics: topics,
                       tombstones: tombstones, properties: properties, timeout: timeout)
@@ -79,7 +79,7 @@ struct KafkaSinkRecordTests {
 
     @Test func overridesAndTemplatesChooseTheTopic() throws {
         let products = QualifiedName(schema: "public", name: "products")
-        let s = settings(topics: [products: try TopicTemplate("{prefix}-catalog.{op}")])
+        let s = settings(topics: [products: try EventTemplate(parsing: "{prefix}-catalog.{op}")])
         let records = try KafkaSink.records(for: [change("1-1", .delete, key: ["id": .number("1")]),
                                                   change("1-2", .insert, key: ["id": .number("1")], table: "orders")], settings: s)
         #expect(records.messages.map(\.topic) == ["shop-catalog.delete", "shop.public.orders"])

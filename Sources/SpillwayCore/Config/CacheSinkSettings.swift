@@ -154,7 +154,7 @@ extension RedisSinkSettings {
                 }
                 var templates: [EventTemplate] = []
                 for (index, text) in entry.values.enumerated() {
-                    templates.append(try template(text, key: "\(entry.path)[\(index)]"))
+                    templates.append(try template(text, key: "\(entry.path)[\(index)]", use: .cacheKey))
                 }
                 settings.keys.append(TableKeys(table: table, templates: templates, configKey: entry.path))
             }
@@ -168,7 +168,7 @@ extension RedisSinkSettings {
                 throw ConfigError(key: r.keyPath("channel"), problem: "is only used with action: publish",
                                   fix: "remove channel, or set action: publish")
             }
-            settings.channel = try template(channel, key: r.keyPath("channel"))
+            settings.channel = try template(channel, key: r.keyPath("channel"), use: .channel)
         }
         if r.has("payload"), action != .publish {
             throw ConfigError(key: r.keyPath("payload"), problem: "is only used with action: publish",
@@ -191,7 +191,7 @@ extension NotifySinkSettings {
             settings.url = try EnvironmentSubstitution.substitute(url, environment: environment, key: r.keyPath("url"))
         }
         if let channel = try r.optionalString("channel") {
-            settings.channel = try template(channel, key: r.keyPath("channel"))
+            settings.channel = try template(channel, key: r.keyPath("channel"), use: .channel)
             if settings.channel.fields.isEmpty, channel.utf8.count > 63 {
                 throw ConfigError(key: r.keyPath("channel"), problem: "is longer than 63 bytes, PostgreSQL's limit for a channel",
                                   fix: "use a shorter channel name")
@@ -233,12 +233,8 @@ extension RefreshSinkSettings {
     }
 }
 
-private func template(_ text: String, key: String) throws(ConfigError) -> EventTemplate {
-    do {
-        return try EventTemplate(parsing: text)
-    } catch {
-        throw ConfigError(key: key, problem: error.problem, fix: error.fix)
-    }
+private func template(_ text: String, key: String, use: EventTemplate.Use) throws(ConfigError) -> EventTemplate {
+    try EventTemplate(parsing: text, key: key, use: use)
 }
 
 private func parseTableName(_ text: String, key: String) throws(ConfigError) -> QualifiedName {

@@ -5,9 +5,9 @@ public struct KafkaSinkSettings: Sendable {
     /// What `{prefix}` renders as. Default: the consumer name.
     public var prefix: String
     /// The topic of every table without an override. Default: `{prefix}.{schema}.{table}`.
-    public var topic: TopicTemplate
+    public var topic: EventTemplate
     /// Per-table topics (templates allowed), overriding `topic`. Default: none.
-    public var topics: [QualifiedName: TopicTemplate]
+    public var topics: [QualifiedName: EventTemplate]
     /// After a delete, also send a null-value message with the same key, so log compaction can drop the
     /// row. Default: false.
     public var tombstones: Bool
@@ -18,7 +18,7 @@ public struct KafkaSinkSettings: Sendable {
     /// retried (librdkafka's `message.timeout.ms`). Default: 30s.
     public var timeout: Duration
 
-    public init(brokers: [String], prefix: String, topic: TopicTemplate = .standard, topics: [QualifiedName: TopicTemplate] = [:],
+    public init(brokers: [String], prefix: String, topic: EventTemplate = .standardTopic, topics: [QualifiedName: EventTemplate] = [:],
                 tombstones: Bool = false, properties: [String: String] = [:], timeout: Duration = .seconds(30)) {
         self.brokers = brokers
         self.prefix = prefix
@@ -30,7 +30,7 @@ public struct KafkaSinkSettings: Sendable {
     }
 
     /// The template for events of `schema.table`.
-    public func template(schema: String, table: String) -> TopicTemplate {
+    public func template(schema: String, table: String) -> EventTemplate {
         topics.isEmpty ? topic : topics[QualifiedName(schema: schema, name: table)] ?? topic
     }
 
@@ -72,11 +72,11 @@ extension KafkaSinkSettings {
             prefix = TopicName.sanitized(consumer)
         }
 
-        var topic = TopicTemplate.standard
+        var topic = EventTemplate.standardTopic
         let isTopicSet = r.has("topic")  // `topic:` with no value is an empty template, not the default
         let topicText = try r.optionalString("topic")
         if isTopicSet { topic = try template(topicText ?? "", key: r.keyPath("topic")) }
-        var topics: [QualifiedName: TopicTemplate] = [:]
+        var topics: [QualifiedName: EventTemplate] = [:]
         for (name, text) in try r.stringMap("topics") ?? [] {
             let key = "\(r.keyPath("topics")).\(name)"
             guard let table = QualifiedName(parsing: name) else {
@@ -109,11 +109,7 @@ extension KafkaSinkSettings {
                                  properties: properties, timeout: timeout)
     }
 
-    private static func template(_ text: String, key: String) throws(ConfigError) -> TopicTemplate {
-        do {
-            return try TopicTemplate(text)
-        } catch {
-            throw ConfigError(key: key, problem: error.problem, fix: error.fix)
-        }
+    private static func template(_ text: String, key: String) throws(ConfigError) -> EventTemplate {
+        try EventTemplate(parsing: text, key: key, use: .kafkaTopic)
     }
 }

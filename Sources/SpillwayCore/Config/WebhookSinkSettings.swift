@@ -6,7 +6,7 @@ public struct WebhookSinkSettings: Sendable {
         /// One request per up to `batchSize` events; the body is a JSON array of events.
         case batch
         /// One request per event; the body is the template rendered over the event.
-        case template(WebhookTemplate)
+        case template(EventTemplate)
     }
 
     public enum OnFailure: String, Sendable, CaseIterable {
@@ -28,7 +28,7 @@ public struct WebhookSinkSettings: Sendable {
     }
 
     /// The endpoint; may hold placeholders (`https://api.example.com/hooks/{table}`), percent-encoded.
-    public var url: WebhookTemplate
+    public var url: EventTemplate
     /// Extra request headers, `${VAR}` expanded from the environment at start-up.
     public var headers: [Header]
     /// Default: `event`.
@@ -44,7 +44,7 @@ public struct WebhookSinkSettings: Sendable {
     /// Default: `dead_letter`.
     public var onFailure: OnFailure
 
-    public init(url: WebhookTemplate, headers: [Header] = [], body: Body = .event, batchSize: Int = 100,
+    public init(url: EventTemplate, headers: [Header] = [], body: Body = .event, batchSize: Int = 100,
                 timeout: Duration = .seconds(10), concurrency: Int = 1, secrets: [String] = [],
                 onFailure: OnFailure = .deadLetter) {
         self.url = url
@@ -73,7 +73,7 @@ public struct WebhookSinkSettings: Sendable {
             throw ConfigError(key: r.keyPath("url"), problem: "'\(urlText)' is not an http:// or https:// URL",
                               fix: "write the full URL, e.g. https://api.example.com/hooks/{table}")
         }
-        var settings = WebhookSinkSettings(url: try WebhookTemplate(parsing: urlText, key: r.keyPath("url")))
+        var settings = WebhookSinkSettings(url: try EventTemplate(parsing: urlText, key: r.keyPath("url"), use: .webhookURL))
         for (name, value) in try r.stringMap("headers") ?? [] {
             let key = r.keyPath("headers.\(name)")
             guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") }) else {
@@ -95,7 +95,7 @@ public struct WebhookSinkSettings: Sendable {
                 throw ConfigError(key: r.keyPath("template"), problem: "is required with body: template",
                                   fix: #"set template, e.g. template: '{"slug": "{after.slug}"}'"#)
             }
-            let parsed = try WebhookTemplate(parsing: template, key: r.keyPath("template"))
+            let parsed = try EventTemplate(parsing: template, key: r.keyPath("template"), use: .webhookBody)
             try validateJSON(parsed, key: r.keyPath("template"))
             settings.body = .template(parsed)
         default:
@@ -135,19 +135,14 @@ public struct WebhookSinkSettings: Sendable {
     }
 
     /// Renders the template over a sample event whose every value is a string and checks the result parses.
-    static func validateJSON(_ template: WebhookTemplate, key: String) throws(ConfigError) {
+    static func validateJSON(_ template: EventTemplate, key: String) throws(ConfigError) {
         var row = JSONObject()
-        for segment in template.segments {
-            if case .field(let field, _) = segment {
-                switch field {
-                case .key(let c), .after(let c), .before(let c): row[c] = .string("x\"\\y")
-                default: break
-                }
-            }
+        for case let column? in template.fields.map(\.column) {
+            row[column] = .string("x\"\\y")
         }
         let sample = ChangeEvent(id: "1-1", op: .update, schema: "public", table: "t", key: row, before: row, after: row,
                                  position: "1/1", tenant: "x")
-        let rendered = template.render(sample, escaping: .json)
+        let rendered = template.rendered(sample, as: .json)
         do {
             _ = try JSONParser.parse(rendered)
         } catch {
