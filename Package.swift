@@ -119,7 +119,7 @@ let package = Package(
         // libFuzzer target for the config loader; under `swift build` a replay tool (see README).
         .executableTarget(
             name: "spillway-config-fuzz",
-            dependencies: ["SpillwayCore"]
+            dependencies: ["SpillwayApp", "SpillwayCore"]  // the app's list of sink kinds, whose modules parse their keys
         ),
         // libFuzzer target for the pgoutput decoder; under `swift build` a replay tool (see README).
         .executableTarget(
@@ -129,6 +129,11 @@ let package = Package(
         .testTarget(
             name: "SpillwayCoreTests",
             dependencies: ["SpillwayCore"]
+        ),
+        // Config parsing with every sink kind's own keys: needs the sink modules, so not in SpillwayCoreTests.
+        .testTarget(
+            name: "SpillwayConfigTests",
+            dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayKafka", "SpillwayRedis", "SpillwaySinks", "SpillwayWebhook"]
         ),
         .testTarget(
             name: "SpillwayWebhookTests",

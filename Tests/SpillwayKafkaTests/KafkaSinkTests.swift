@@ -257,11 +257,8 @@ struct KafkaExampleConfigTests {
     func exampleIsValid() throws {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Config/kafka.example.yaml")
-        let config = try SpillwayConfig.parse(yaml: String(contentsOf: path, encoding: .utf8))
-        guard case .kafka(let settings) = try #require(config.sinks.first).settings else {
-            Issue.record("the example's first sink is not kafka")
-            return
-        }
+        let config = try SpillwayConfig.parse(yaml: String(contentsOf: path, encoding: .utf8), sinkKinds: [KafkaSinkSettings.self])
+        let settings = try #require(config.sinks.first?.settings as? KafkaSinkSettings, "the example's first sink is kafka")
         #expect(settings.prefix == "neon")
         try KafkaSink.validate(settings)
     }

@@ -73,9 +73,8 @@ struct WebhookUnitTests {
                 kind: webhook
                 url: https://api.example.com/hooks/{table}
             \(extra.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
-            """, environment: environment)
-        guard case .webhook(let settings) = config.sinks[0].settings else { throw ConfigError(key: "", problem: "", fix: "") }
-        return settings
+            """, environment: environment, sinkKinds: [WebhookSinkSettings.self])
+        return try #require(config.sinks[0].settings as? WebhookSinkSettings)
     }
 
     @Test("plan: a key's events stay in one lane in order; batch ids are first id + count")

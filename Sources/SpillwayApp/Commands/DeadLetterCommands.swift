@@ -29,10 +29,7 @@ public enum DeadLetterCommands {
             func closeSinks() async { for (sink, _) in sinks.values { try? await sink.close() } }
             do {
             for letter in try await store.list(sink: sink, id: id, on: connection) {
-                guard let settings = config.sinks.first(where: { $0.name == letter.sink }).flatMap({ sink -> WebhookSinkSettings? in
-                    if case .webhook(let settings) = sink.settings { return settings }
-                    return nil
-                }) else {
+                guard let settings = config.sinks.first(where: { $0.name == letter.sink })?.settings as? WebhookSinkSettings else {
                     failed.append("\(letter.id): sink '\(letter.sink)' is not a webhook sink of this config")
                     continue
                 }

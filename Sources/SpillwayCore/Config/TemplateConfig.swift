@@ -36,3 +36,15 @@ extension EventTemplate {
     /// The default topic of a Kafka sink.
     public static let standardTopic = try! EventTemplate(parsing: "{prefix}.{schema}.{table}")
 }
+
+extension EventTemplate {
+    /// Checks every row field against the tables the sink receives; the error names `key`.
+    public func validate(against tables: [TableInfo], key: String) throws(ConfigError) {
+        for table in tables {
+            if let problem = problem(with: table) {
+                throw ConfigError(key: key, problem: problem,
+                                  fix: "correct the template, or narrow the sink's `tables` to tables that have the column")
+            }
+        }
+    }
+}

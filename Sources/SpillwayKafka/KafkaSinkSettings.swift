@@ -1,3 +1,6 @@
+import Logging
+import SpillwayCore
+
 /// Settings of a `kind: kafka` sink (see README, "Kafka sink").
 public struct KafkaSinkSettings: Sendable {
     /// The bootstrap brokers, `host:port` each. Required.
@@ -41,11 +44,15 @@ public struct KafkaSinkSettings: Sendable {
     ]
 }
 
-extension KafkaSinkSettings {
-    /// Reads a kafka sink's own keys. `consumer` is the default prefix; `tables` are the tables this sink
-    /// can receive (a per-table topic for any other table is a typo).
-    static func parse(_ r: inout ConfigReader, consumer: String, tables: [QualifiedName],
-                      environment: [String: String]) throws(ConfigError) -> KafkaSinkSettings {
+extension KafkaSinkSettings: SinkSettings {
+    public static let kind = "kafka"
+
+    /// Reads a kafka sink's own keys. The consumer name is the default prefix; a per-table topic for a table
+    /// this sink does not receive is a typo.
+    public static func parse(_ r: inout ConfigReader, context: SinkParseContext) throws(ConfigError) -> KafkaSinkSettings {
+        let consumer = context.consumer
+        let tables = context.tables
+        let environment = context.environment
         guard let brokerList = try r.stringList("brokers"), !brokerList.isEmpty else {
             throw ConfigError(key: r.keyPath("brokers"), problem: "is required",
                               fix: "list the bootstrap brokers, e.g. `brokers: [kafka-1:9092, kafka-2:9092]`")
@@ -111,5 +118,38 @@ extension KafkaSinkSettings {
 
     private static func template(_ text: String, key: String) throws(ConfigError) -> EventTemplate {
         try EventTemplate(parsing: text, key: key, use: .kafkaTopic)
+    }
+
+    /// librdkafka must know and accept each property: checked without connecting, by every command.
+    public func validateOffline(keyPath: String) throws(ConfigError) {
+        do {
+            try KafkaSink.validate(self)
+        } catch {
+            throw error.configError(sink: keyPath)
+        }
+    }
+
+    public func makeSink(_ context: SinkContext) async throws -> any ChangeSink {
+        var logger = Logger(label: "spillway.kafka")
+        logger[metadataKey: "sink"] = "\(context.name)"
+        do {
+            return try KafkaSink(name: context.name, settings: self, logger: logger)
+        } catch let error as KafkaSinkError {
+            throw error.configError(sink: context.keyPath)
+        }
+    }
+}
+
+extension KafkaSinkError {
+    /// A property error as a config error naming its key, e.g. `sinks[0].properties.linger.ms`.
+    func configError(sink keyPath: String) -> ConfigError {
+        let key: String
+        switch property {
+        case "bootstrap.servers": key = "\(keyPath).brokers"
+        case "message.timeout.ms": key = "\(keyPath).timeout"
+        case let property?: key = "\(keyPath).properties.\(property)"
+        case nil: key = "\(keyPath).properties"
+        }
+        return ConfigError(key: key, problem: problem, fix: fix)
     }
 }

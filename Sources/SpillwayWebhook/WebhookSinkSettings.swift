@@ -1,3 +1,7 @@
+import Foundation
+import Logging
+import SpillwayCore
+
 /// `sinks[]` keys of `kind: webhook`.
 public struct WebhookSinkSettings: Sendable {
     public enum Body: Sendable {
@@ -60,14 +64,16 @@ public struct WebhookSinkSettings: Sendable {
     /// The secrets' keys: the base64 part after `whsec_`, decoded.
     public var secretKeys: [[UInt8]] { secrets.compactMap(Self.decodeSecret) }
 
-    static let keys = ["url", "headers", "body", "template", "batch_size", "timeout", "concurrency", "secret", "secrets", "on_failure"]
 
     public static func decodeSecret(_ secret: String) -> [UInt8]? {
         guard secret.hasPrefix("whsec_") else { return nil }
-        return Base64.decode(String(secret.dropFirst("whsec_".count)))
+        var encoded = String(secret.dropFirst("whsec_".count))
+        if encoded.count % 4 != 0 { encoded += String(repeating: "=", count: 4 - encoded.count % 4) }  // padding is optional
+        return Data(base64Encoded: encoded).map(Array.init)
     }
 
-    static func parse(_ r: inout ConfigReader, environment: [String: String]) throws(ConfigError) -> WebhookSinkSettings {
+    public static func parse(_ r: inout ConfigReader, context: SinkParseContext) throws(ConfigError) -> WebhookSinkSettings {
+        let environment = context.environment
         let urlText = try r.string("url", fix: "set url to the endpoint, e.g. https://api.example.com/hooks/{table}")
         guard urlText.hasPrefix("http://") || urlText.hasPrefix("https://") else {
             throw ConfigError(key: r.keyPath("url"), problem: "'\(urlText)' is not an http:// or https:// URL",
@@ -152,30 +158,13 @@ public struct WebhookSinkSettings: Sendable {
     }
 }
 
-/// Standard base64 (RFC 4648, padding optional), for webhook secrets; the core has no Foundation.
-public enum Base64 {
-    public static func decode(_ text: String) -> [UInt8]? {
-        var out: [UInt8] = []
-        var buffer: UInt32 = 0
-        var bits = 0
-        for byte in text.utf8 {
-            let value: UInt8
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"): value = byte - UInt8(ascii: "A")
-            case UInt8(ascii: "a")...UInt8(ascii: "z"): value = byte - UInt8(ascii: "a") + 26
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = byte - UInt8(ascii: "0") + 52
-            case UInt8(ascii: "+"): value = 62
-            case UInt8(ascii: "/"): value = 63
-            case UInt8(ascii: "="): continue
-            default: return nil
-            }
-            buffer = (buffer << 6) | UInt32(value)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8((buffer >> UInt32(bits)) & 0xFF))
-            }
-        }
-        return out
+extension WebhookSinkSettings: SinkSettings {
+    public static let kind = "webhook"
+
+    public func makeSink(_ context: SinkContext) async throws -> any ChangeSink {
+        let webhook = WebhookSink(name: context.name, settings: self, databaseURL: context.databaseURL,
+                                  schema: context.schema, logger: Logger(label: "spillway.webhook"))
+        await webhook.start()
+        return webhook
     }
 }

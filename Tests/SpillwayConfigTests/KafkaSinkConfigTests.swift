@@ -1,5 +1,10 @@
 import Testing
+import SpillwayApp
 @testable import SpillwayCore
+import SpillwayKafka
+import SpillwayRedis
+import SpillwaySinks
+import SpillwayWebhook
 
 /// A config with one kafka sink whose keys (after name and kind) are `sink`, indented by 4.
 private func kafkaYAML(_ sink: String, tables: String = "[public.products, public.orders]", consumer: String = "search-sync") -> String {
@@ -20,7 +25,7 @@ private func kafkaYAML(_ sink: String, tables: String = "[public.products, publi
 private func kafkaSettings(_ sink: String, consumer: String = "search-sync",
                            environment: [String: String] = [:]) throws -> KafkaSinkSettings {
     let config = try SpillwayConfig.parse(yaml: kafkaYAML(sink, consumer: consumer), environment: environment)
-    guard case .kafka(let settings) = config.sinks[1].settings else {
+    guard let settings = config.sinks[1].settings as? KafkaSinkSettings else {
         Issue.record("sinks[1] is not a kafka sink")
         throw ConfigError(key: "sinks[1]", problem: "not kafka", fix: "")
     }

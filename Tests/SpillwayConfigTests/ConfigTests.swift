@@ -1,5 +1,10 @@
 import Testing
+import SpillwayApp
 @testable import SpillwayCore
+import SpillwayKafka
+import SpillwayRedis
+import SpillwaySinks
+import SpillwayWebhook
 
 private let minimalYAML = """
     database:
@@ -64,7 +69,7 @@ struct ConfigTests {
         #expect(sink.name == "out")
         #expect(sink.kind == "file")
         #expect(sink.filter == EventFilter())
-        guard case .file(let file) = sink.settings else { Issue.record("expected a file sink"); return }
+        guard let file = sink.settings as? FileSinkSettings else { Issue.record("expected a file sink"); return }
         #expect(file.path == "changes.jsonl")
         #expect(file.fsync == true)
         #expect(!file.isStandardOutput)
@@ -122,7 +127,7 @@ struct ConfigTests {
         #expect(config.sinks.map(\.name) == ["stdout", "archive"])
         #expect(config.sinks[0].filter == EventFilter(
             tables: [QualifiedName(schema: "public", name: "products")], operations: [.insert, .delete]))
-        guard case .file(let stdout) = config.sinks[0].settings else { Issue.record("expected a file sink"); return }
+        guard let stdout = config.sinks[0].settings as? FileSinkSettings else { Issue.record("expected a file sink"); return }
         #expect(stdout.isStandardOutput)
         #expect(stdout.fsync == false)
     }

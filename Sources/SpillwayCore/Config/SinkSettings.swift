@@ -1,0 +1,61 @@
+/// A sink kind as a plug-in: its settings type, which its own module defines, reads the sink's keys,
+/// checks them against the rest of the config, and makes the sink. Adding a kind is its module plus one
+/// line in the list the app passes to `SpillwayConfig.parse` (`SinkKinds.all` in SpillwayApp).
+public protocol SinkSettings: Sendable {
+    /// What `kind:` names, e.g. `kafka`.
+    static var kind: String { get }
+
+    /// Reads the sink's own keys (`name`, `kind`, `tables` and `ops` are read already; any key left unread is
+    /// refused as unknown afterwards).
+    static func parse(_ reader: inout ConfigReader, context: SinkParseContext) throws(ConfigError) -> Self
+
+    /// Checks against the whole config, once every sink is read. Default: nothing to check.
+    func validate(source: SourceConfig, filter: EventFilter, keyPath: String) throws(ConfigError)
+
+    /// Checks that connect nowhere, which every command runs after loading the config (Kafka: librdkafka
+    /// accepts the properties). Default: nothing to check.
+    func validateOffline(keyPath: String) throws(ConfigError)
+
+    /// Opens the sink. Connections may be made lazily, so an unreachable destination is retried by the
+    /// pipeline rather than failing the start; a configuration the destination's library refuses throws.
+    func makeSink(_ context: SinkContext) async throws -> any ChangeSink
+}
+
+extension SinkSettings {
+    public func validate(source: SourceConfig, filter: EventFilter, keyPath: String) throws(ConfigError) {}
+    public func validateOffline(keyPath: String) throws(ConfigError) {}
+}
+
+/// What a sink's parser may need from the rest of the config.
+public struct SinkParseContext: Sendable {
+    public var consumer: String
+    public var source: SourceConfig
+    /// The sink's `tables` and `ops`.
+    public var filter: EventFilter
+    public var environment: [String: String]
+
+    /// The captured tables this sink receives.
+    public var tables: [QualifiedName] {
+        filter.tables.isEmpty ? source.tables : source.tables.filter(filter.tables.contains)
+    }
+}
+
+/// What a sink is made with.
+public struct SinkContext: Sendable {
+    public var name: String
+    /// The source database (sinks that write to PostgreSQL default to it).
+    public var databaseURL: String
+    /// Spillway's schema (dead letters live there).
+    public var schema: String
+    public var consumer: String
+    /// `sinks[i]`, for errors.
+    public var keyPath: String
+
+    public init(name: String, databaseURL: String, schema: String, consumer: String, keyPath: String) {
+        self.name = name
+        self.databaseURL = databaseURL
+        self.schema = schema
+        self.consumer = consumer
+        self.keyPath = keyPath
+    }
+}
