@@ -2,6 +2,7 @@ import CLibPQ
 import Dispatch
 import Foundation
 import SpillwayCore
+import Synchronization
 
 /// A PostgreSQL error, from the server (with SQLSTATE) or from libpq. `description` is safe to log and to
 /// store in `checkpoints.last_error`: libpq's messages name host and port, never the password, and the
@@ -61,6 +62,8 @@ public final class PostgresConnection: @unchecked Sendable {
     private let handle: OpaquePointer
     private let queue: DispatchQueue
     private var isClosed = false
+    /// `PQstatus` as of the last call on `queue`, so `isHealthy` never waits behind a running query.
+    private let lastKnownHealthy = Mutex(true)
 
     private init(handle: OpaquePointer, label: String) {
         self.handle = handle
@@ -301,9 +304,10 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// Whether the connection is still usable (a cheap local check, no round trip).
+    /// Whether the connection is still usable: a local check, no round trip, and no wait for the queue (a
+    /// caller on the cooperative pool must not block behind a long query); as of the last call made on it.
     public var isHealthy: Bool {
-        queue.sync { !isClosed && PQstatus(handle) == CONNECTION_OK }
+        lastKnownHealthy.withLock { $0 }
     }
 
     public func close() async {
@@ -311,6 +315,7 @@ public final class PostgresConnection: @unchecked Sendable {
             queue.async {
                 if !self.isClosed {
                     self.isClosed = true
+                    self.lastKnownHealthy.withLock { $0 = false }
                     PQfinish(self.handle)
                 }
                 continuation.resume()
@@ -327,7 +332,10 @@ public final class PostgresConnection: @unchecked Sendable {
                     continuation.resume(throwing: PostgresError(message: "the connection is closed"))
                     return
                 }
-                continuation.resume(with: Result { try body(self.handle) })
+                let result = Result { try body(self.handle) }
+                let healthy = PQstatus(self.handle) == CONNECTION_OK
+                self.lastKnownHealthy.withLock { $0 = healthy }
+                continuation.resume(with: result)
             }
         }
     }
