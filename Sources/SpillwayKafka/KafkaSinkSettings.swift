@@ -134,7 +134,7 @@ extension KafkaSinkSettings: SinkSettings {
         logger[metadataKey: "sink"] = "\(context.name)"
         do {
             return try KafkaSink(name: context.name, settings: self, logger: logger)
-        } catch let error as KafkaSinkError {
+        } catch {
             throw error.configError(sink: context.keyPath)
         }
     }
