@@ -120,16 +120,7 @@ extension RedisSinkSettings: SinkSettings {
 
     /// A table that is never captured (or filtered out of this sink) would silently never invalidate anything.
     public func validate(source: SourceConfig, filter: EventFilter, keyPath: String) throws(ConfigError) {
-        for (table, configKey) in keys.map({ ($0.table, $0.configKey) }) {
-            guard source.tables.contains(table) else {
-                throw ConfigError(key: configKey, problem: "table \(table) is not captured (not in source.tables)",
-                                  fix: "add \(table) to source.tables, or remove it here")
-            }
-            guard filter.tables.isEmpty || filter.tables.contains(table) else {
-                throw ConfigError(key: configKey, problem: "table \(table) is not in \(keyPath).tables, so this sink never sees it",
-                                  fix: "add \(table) to \(keyPath).tables, or remove it here")
-            }
-        }
+        try source.checkNamedTables(keys.map { ($0.table, $0.configKey) }, filter: filter, keyPath: keyPath)
     }
 
     public func makeSink(_ context: SinkContext) async throws -> any ChangeSink {

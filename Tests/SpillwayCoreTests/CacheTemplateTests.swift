@@ -1,26 +1,6 @@
 import Testing
 @testable import SpillwayCore
 
-private func template(_ text: String) throws -> EventTemplate { try EventTemplate(parsing: text) }
-
-private func product(id: Int, category: Int?, name: String = "Kettle") -> JSONObject {
-    ["id": .integer(id), "category_id": category.map { .integer($0) } ?? .null, "name": .string(name)]
-}
-
-private func event(_ op: ChangeEvent.Operation, before: JSONObject? = nil, after: JSONObject? = nil,
-                   tenant: String? = "acme") -> ChangeEvent {
-    let row = after ?? before
-    return ChangeEvent(id: "1-1", op: op, schema: "public", table: "products",
-                       key: row.flatMap { $0["id"] }.map { ["id": $0] }, before: before, after: after,
-                       txid: 1, position: "1/1", tenant: tenant)
-}
-
-private let products = TableInfo(schema: "public", name: "products", columns: [
-    ColumnInfo(name: "id", kind: .integer, typeName: "integer"),
-    ColumnInfo(name: "category_id", kind: .integer, typeName: "integer"),
-    ColumnInfo(name: "name", kind: .text, typeName: "text"),
-], primaryKey: ["id"])
-
 @Suite("Cache invalidation plans")
 struct CacheTemplateTests {
     @Test func anUpdateThatMovesARowInvalidatesBothPlacesOnce() throws {
@@ -73,16 +53,16 @@ struct CacheTemplateTests {
     }
 
     @Test func validationNamesTheMissingColumn() throws {
-        #expect(try template("p:{after.category_id}:{key.id}").problem(with: products) == nil)
-        let missing = try #require(try template("p:{after.categry}").problem(with: products))
+        #expect(try template("p:{after.category_id}:{key.id}").problem(with: productsTable) == nil)
+        let missing = try #require(try template("p:{after.categry}").problem(with: productsTable))
         #expect(missing.contains("{after.categry} names column 'categry', which public.products does not have"))
-        let notKey = try #require(try template("p:{key.name}").problem(with: products))
+        let notKey = try #require(try template("p:{key.name}").problem(with: productsTable))
         #expect(notKey.contains("not in the primary key"))
-        var keyless = products
+        var keyless = productsTable
         keyless.primaryKey = []
         #expect(try #require(try template("p:{key.id}").problem(with: keyless)).contains("has none"))
         #expect(throws: ConfigError.self) {
-            try template("p:{row.nope}").validate(against: [products], key: "sinks[0].keys.public.products[0]")
+            try template("p:{row.nope}").validate(against: [productsTable], key: "sinks[0].keys.public.products[0]")
         }
     }
 

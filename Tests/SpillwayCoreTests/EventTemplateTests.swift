@@ -1,21 +1,7 @@
 import Testing
 @testable import SpillwayCore
 
-private func template(_ text: String) throws -> EventTemplate { try EventTemplate(parsing: text) }
-
-private func product(id: Int, category: Int?, name: String = "Kettle") -> JSONObject {
-    ["id": .integer(id), "category_id": category.map { .integer($0) } ?? .null, "name": .string(name)]
-}
-
-private func event(_ op: ChangeEvent.Operation, before: JSONObject? = nil, after: JSONObject? = nil,
-                   tenant: String? = "acme") -> ChangeEvent {
-    let row = after ?? before
-    return ChangeEvent(id: "9-2", op: op, schema: "public", table: "products",
-                       key: row.flatMap { $0["id"] }.map { ["id": $0] }, before: before, after: after,
-                       txid: 9, position: "9/2", tenant: tenant)
-}
-
-private let update = event(.update, before: product(id: 7, category: 1), after: product(id: 7, category: 2, name: "Pot"))
+private let update = event(.update, before: product(id: 7, category: 1), after: product(id: 7, category: 2, name: "Pot"), txid: 9, sequence: 2)
 
 @Suite("The template language: one parser, one brace rule, one rule for missing values")
 struct EventTemplateTests {

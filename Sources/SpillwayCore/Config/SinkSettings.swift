@@ -59,3 +59,21 @@ public struct SinkContext: Sendable {
         self.keyPath = keyPath
     }
 }
+
+extension SourceConfig {
+    /// For sinks that name tables of their own (Redis keys, refreshed views): each must be captured and pass
+    /// the sink's `tables` filter, or it would silently never be acted on.
+    public func checkNamedTables(_ named: [(table: QualifiedName, configKey: String)], filter: EventFilter,
+                                 keyPath: String) throws(ConfigError) {
+        for (table, configKey) in named {
+            guard tables.contains(table) else {
+                throw ConfigError(key: configKey, problem: "table \(table) is not captured (not in source.tables)",
+                                  fix: "add \(table) to source.tables, or remove it here")
+            }
+            guard filter.tables.isEmpty || filter.tables.contains(table) else {
+                throw ConfigError(key: configKey, problem: "table \(table) is not in \(keyPath).tables, so this sink never sees it",
+                                  fix: "add \(table) to \(keyPath).tables, or remove it here")
+            }
+        }
+    }
+}
