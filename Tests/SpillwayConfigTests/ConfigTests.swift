@@ -500,3 +500,31 @@ struct DurationTextTests {
         }
     }
 }
+
+@Suite("Pooled endpoints")
+struct PooledEndpointTests {
+    static func yaml(kind: String, url: String) -> String {
+        """
+        database: {url: "\(url)"}
+        source: {kind: \(kind), tables: [public.products]}
+        sinks: [{name: out, kind: file, path: "-"}]
+        """
+    }
+
+    @Test func replicationRefusesANeonPoolerHost() {
+        for url in ["postgres://u:p@ep-cool-dawn-123-pooler.us-east-2.aws.neon.tech/db?sslmode=require",
+                    "host=ep-x-POOLER.eu-central-1.aws.neon.tech dbname=db"] {
+            #expect {
+                _ = try SpillwayConfig.parse(yaml: Self.yaml(kind: "replication", url: url))
+            } throws: { error in
+                guard let error = error as? ConfigError else { return false }
+                return error.key == "database.url" && error.problem.contains("pooled endpoint") && error.fix.contains("without -pooler")
+            }
+        }
+    }
+
+    @Test func auditLogAndDirectHostsAreFine() throws {
+        _ = try SpillwayConfig.parse(yaml: Self.yaml(kind: "audit_log", url: "postgres://u@ep-x-pooler.us-east-2.aws.neon.tech/db"))
+        _ = try SpillwayConfig.parse(yaml: Self.yaml(kind: "replication", url: "postgres://u@ep-x.us-east-2.aws.neon.tech/db"))
+    }
+}

@@ -174,6 +174,10 @@ extension SpillwayConfig {
         try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "max_in_flight_batches", "history",
                                                        "prune", "notify"] + ReplicationSettings.keys))
         var source = try parseSource(&sourceReader)
+        if source.kind == .replication, ConnectionString.namesPooledHost(url) {
+            throw ConfigError(key: "database.url", problem: "names a pooled endpoint (a -pooler host); logical replication needs a direct connection",
+                              fix: "use the direct host (without -pooler, e.g. Neon's ep-name.region.aws.neon.tech), or source.kind: audit_log")
+        }
         source.replication.applyDefaults(consumer: consumer)
         try sourceReader.rejectUnknownKeys()
 

@@ -105,7 +105,9 @@ public final class PostgresConnection: @unchecked Sendable {
                 guard PQstatus(handle) == CONNECTION_OK else {
                     let message = String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
                     PQfinish(handle)
-                    continuation.resume(throwing: tlsConfigurationError(message) ?? PostgresError(message: "cannot connect to PostgreSQL: \(message)"))
+                    let configurationError = tlsConfigurationError(message) ?? poolerError(message, replication: replication)
+                    continuation.resume(throwing: configurationError.map { $0 as any Error }
+                        ?? PostgresError(message: "cannot connect to PostgreSQL: \(message)"))
                     return
                 }
                 continuation.resume(returning: handle)
@@ -416,4 +418,14 @@ func tlsConfigurationError(_ message: String) -> ConfigError? {
     ]
     guard let fix = fixes.first(where: { message.contains($0.0) })?.1 else { return nil }
     return ConfigError(key: "database.url", problem: "TLS: \(message)", fix: fix)
+}
+
+/// A connection pooler in front of the server refuses a replication connection: PgBouncer (before 1.23, and
+/// later ones unless set up for it) answers the startup packet with "unsupported startup parameter:
+/// replication". Retrying cannot help, so it is a configuration error.
+func poolerError(_ message: String, replication: Bool) -> ConfigError? {
+    guard replication, message.contains("unsupported startup parameter: replication") else { return nil }
+    return ConfigError(key: "database.url",
+                       problem: "it reaches a connection pooler, not PostgreSQL (\(message)); logical replication needs a direct connection",
+                       fix: "point database.url at the PostgreSQL server itself (its own host and port), not at PgBouncer or another pooler; or use source.kind: audit_log, which works through a pooler in session mode")
 }
