@@ -139,6 +139,12 @@ let package = Package(
             name: "SpillwayCoreTests",
             dependencies: ["SpillwayCore"]
         ),
+        // What the test targets share (kcat, the Kafka mock tool as a process); a library, not a test target.
+        .target(
+            name: "SpillwayTestSupport",
+            dependencies: ["SpillwayCore"],
+            path: "Tests/SpillwayTestSupport"
+        ),
         // Config parsing with every sink kind's own keys: needs the sink modules, so not in SpillwayCoreTests.
         .testTarget(
             name: "SpillwayConfigTests",
@@ -151,14 +157,15 @@ let package = Package(
         .testTarget(
             name: "SpillwayIntegrationTests",
             dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka", "SpillwayRedis",
-                           "SpillwayWebhook", .product(name: "Logging", package: "swift-log")],
+                           "SpillwayWebhook", "SpillwayTestSupport", .product(name: "Logging", package: "swift-log")],
             exclude: ["Support/webhook_receiver.py"]
         ),
         .testTarget(
             name: "SpillwayKafkaTests",
             // The tool is a dependency so `swift test` builds it next to the test bundle,
             // where the outage tests launch it as a separate process.
-            dependencies: ["SpillwayKafka", "SpillwayCore", "spillway-kafka-mock", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SpillwayKafka", "SpillwayCore", "SpillwayTestSupport", "spillway-kafka-mock",
+                           .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

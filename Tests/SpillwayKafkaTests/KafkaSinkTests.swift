@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpillwayCore
+import SpillwayTestSupport
 import Testing
 
 @testable import SpillwayKafka
@@ -149,7 +150,7 @@ struct KafkaSinkClusterTests {
         #expect(records.filter { $0.payload == nil }.count == 6)
         for (key, keyed) in Dictionary(grouping: records, by: { $0.key ?? "" }) {
             #expect(Set(keyed.map(\.partition)).count == 1, "all records of \(key) on one partition")
-            let ids = keyed.sorted { $0.offset < $1.offset }.compactMap { $0.headerValue("spillway-id") }
+            let ids = keyed.sorted { $0.offset < $1.offset }.compactMap { $0.header("spillway-id") }
             let expected = events.filter { $0.key.map { text(JSONEncoding.bytes(.object($0))) } == key }
                 .flatMap { $0.op == .delete ? [$0.id, $0.id] : [$0.id] }
             #expect(ids == expected, "per-key order for \(key)")
@@ -173,7 +174,7 @@ struct KafkaSinkClusterTests {
         #expect(records.count == 600)
         let events = batches.flatMap { $0 }
         for (key, keyed) in Dictionary(grouping: records, by: { $0.key ?? "" }) {
-            let ids = keyed.sorted { $0.offset < $1.offset }.compactMap { $0.headerValue("spillway-id") }
+            let ids = keyed.sorted { $0.offset < $1.offset }.compactMap { $0.header("spillway-id") }
             #expect(ids == events.filter { $0.key.map { text(JSONEncoding.bytes(.object($0))) } == key }.map(\.id), "per-key order for \(key)")
         }
     }
@@ -243,14 +244,6 @@ struct KafkaSinkClusterTests {
     }
 }
 
-extension ConsumedRecord {
-    /// The value of header `name` (kcat -J prints headers as a flat name, value list).
-    func headerValue(_ name: String) -> String? {
-        guard let headers else { return nil }
-        return stride(from: 0, to: headers.count - 1, by: 2).first { headers[$0] == name }.map { headers[$0 + 1] }
-    }
-}
-
 @Suite("the Kafka example config")
 struct KafkaExampleConfigTests {
     @Test("Config/kafka.example.yaml parses and librdkafka accepts its properties")
@@ -281,6 +274,6 @@ struct KafkaSinkFatalErrorTests {
         try await sink.deliver([change("20-2", .insert, key: ["id": .number("2")])])
         try await sink.close()
         let records = try await consumeWithKcat(topic: "shop.public.products", bootstrap: cluster.bootstrapServers)
-        #expect(records.compactMap { $0.headerValue("spillway-id") } == ["20-1", "20-2"])
+        #expect(records.compactMap { $0.header("spillway-id") } == ["20-1", "20-2"])
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpillwayKafka
+import SpillwayTestSupport
 import Testing
 
 /// Drives the `spillway-kafka-mock` tool as another process, as Spillway's own integration
@@ -8,7 +9,7 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(2)), .enabled(if: KafkaTestEnvironment.canRun))
 struct OutageTests {
     @Test func mockToolAnswersCommands() async throws {
-        let mock = try await MockBrokerProcess.start(["--brokers", "2", "--topic", "t:2"])
+        let mock = try await KafkaMockProcess.launch(["--brokers", "2", "--topic", "t:2"])
         #expect(mock.bootstrapServers.split(separator: ",").count == 2)
         #expect(try await mock.command("down 2") == "ok")
         #expect(try await mock.command("up 2") == "ok")
@@ -19,7 +20,7 @@ struct OutageTests {
     }
 
     @Test func fullOutageWithinMessageTimeoutLosesNothing() async throws {
-        let mock = try await MockBrokerProcess.start(["--brokers", "3", "--topic", "outage:3"])
+        let mock = try await KafkaMockProcess.launch(["--brokers", "3", "--topic", "outage:3"])
         defer { mock.stop() }
         var logger = Logger(label: "spillway.kafka.test")
         logger.logLevel = .critical  // the outage makes librdkafka log every refused connection

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpillwayKafka
+import SpillwayTestSupport
 import Testing
 
 /// Runs against an in-process librdkafka mock cluster over loopback TCP; kcat reads back.
@@ -159,7 +160,7 @@ struct ProducerIntegrationTests {
     @Test func closeWithinAnOutagePurgesAndFailsPendingSends() async throws {
         // The outage runs in the mock tool's process: librdkafka's mock aborts its process when a broker's
         // listener cannot be re-bound (its port taken meanwhile), which must not take the test run down.
-        let mock = try await MockBrokerProcess.start(["--brokers", "1", "--topic", "stuck:1"])
+        let mock = try await KafkaMockProcess.launch(["--brokers", "1", "--topic", "stuck:1"])
         defer { mock.stop() }
         let producer = try producer(mock.bootstrapServers, ["message.timeout.ms": "60000"])
         _ = try await producer.send(KafkaOutgoingMessage(topic: "stuck", value: "first".bytes))
