@@ -229,6 +229,38 @@ struct FieldCasesTests {
         }
     }
 
+    @Test("quoted, mixed-case and unicode schema, table and column names arrive exactly as created", arguments: Self.sources)
+    func quotedAndUnicodeNames(kind: String) async throws {
+        try await withTestDatabase("names_\(kind)") { db in
+            let app = try await db.connect()
+            try await app.execute("""
+                CREATE SCHEMA "Sales Data";
+                CREATE TABLE "Sales Data"."Größe Ä" ("Order Id" int PRIMARY KEY, "naïve col" text, "UPPER" int, "名前" text);
+                CREATE TABLE "Sales Data"."größe ä" (id int PRIMARY KEY)
+                """)
+            let (configPath, sink) = try db.writeConfig(tables: [#"'"Sales Data"."Größe Ä"'"#], consumer: "c", kind: kind)
+            let installed = try await SpillwayProcess.run(["install", "--config", configPath])
+            try #require(installed.code == 0, "\(installed.stderr)")
+            try await app.execute("""
+                INSERT INTO "Sales Data"."Größe Ä" VALUES (1, 'ä', 2, '値');
+                INSERT INTO "Sales Data"."größe ä" VALUES (9);
+                UPDATE "Sales Data"."Größe Ä" SET "UPPER" = 3 WHERE "Order Id" = 1;
+                DELETE FROM "Sales Data"."Größe Ä" WHERE "Order Id" = 1
+                """)
+            let ran = try await SpillwayProcess.run(["run", "--once", "--config", configPath])
+            #expect(ran.code == 0, "\(ran.stderr)")
+            let events = try readEvents(sink)
+            try #require(events.count == 3, "only the captured table, not its lower-case twin: \(events.map(\.table))")
+            for event in events {
+                #expect(event.schema == "Sales Data" && event.table == "Größe Ä")
+                #expect(event.key == ["Order Id": .number("1")])
+            }
+            #expect(events.map(\.op) == [.insert, .update, .delete])
+            #expect(events[0].after == ["Order Id": .number("1"), "naïve col": .string("ä"), "UPPER": .number("2"), "名前": .string("値")])
+            #expect(events[1].after?["UPPER"] == .number("3"))
+        }
+    }
+
     @Test("the file sink cuts a torn last line (kill -9 mid-write) and survives a full file system", arguments: Self.sources)
     func fileSinkTornTailAndFullDisk(kind: String) async throws {
         try await withTestDatabase("filesink_\(kind)") { db in
