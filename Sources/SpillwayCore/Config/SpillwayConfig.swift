@@ -79,19 +79,27 @@ public struct SourceConfig: Sendable {
     }
 }
 
-/// Which events a sink takes. Empty sets mean all.
+/// Which events a sink takes. Empty sets (and no condition) mean all.
 public struct EventFilter: Sendable, Hashable {
-    public var tables: Set<QualifiedName>
+    /// `sinks[].tables`: names and globs (`public.order_*`).
+    public var tables: TableSelection
     public var operations: Set<ChangeEvent.Operation>
+    /// `sinks[].where`. Default: none.
+    public var condition: FilterExpression?
 
-    public init(tables: Set<QualifiedName> = [], operations: Set<ChangeEvent.Operation> = []) {
+    public init(tables: TableSelection = [], operations: Set<ChangeEvent.Operation> = [], condition: FilterExpression? = nil) {
         self.tables = tables
         self.operations = operations
+        self.condition = condition
     }
+
+    /// Takes every event: the fan-out then hands the batch over without copying it.
+    public var acceptsEverything: Bool { tables.isEmpty && operations.isEmpty && condition == nil }
 
     public func accepts(_ event: ChangeEvent) -> Bool {
         (operations.isEmpty || operations.contains(event.op))
             && (tables.isEmpty || tables.contains(QualifiedName(schema: event.schema, name: event.table)))
+            && (condition?.matches(event) ?? true)
     }
 }
 
@@ -280,7 +288,11 @@ extension SpillwayConfig {
         var filter = EventFilter()
         if let tables = try r.stringList("tables") {
             for (index, text) in tables.enumerated() {
-                filter.tables.insert(try parseTable(text, key: "\(r.keyPath("tables"))[\(index)]"))
+                if let pattern = TablePattern(parsing: text) {
+                    filter.tables.insert(pattern)
+                } else {
+                    filter.tables.insert(try parseTable(text, key: "\(r.keyPath("tables"))[\(index)]"))
+                }
             }
         }
         if let ops = try r.stringList("ops") {
@@ -290,6 +302,13 @@ extension SpillwayConfig {
                                       fix: "use insert, update, delete, truncate or message")
                 }
                 filter.operations.insert(op)
+            }
+        }
+        if let text = try r.optionalString("where") {
+            do {
+                filter.condition = try FilterExpression(parsing: text)
+            } catch {
+                throw ConfigError(key: r.keyPath("where"), problem: "column \(error.column): \(error.problem)", fix: error.fix)
             }
         }
         switch kind {
