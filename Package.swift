@@ -103,6 +103,8 @@ let package = Package(
                 "SpillwayRedis",
                 "SpillwayWebhook",
                 "SpillwayKafka",
+                // HMAC-SHA256 for hashed columns (`source.tables[].mask`).
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

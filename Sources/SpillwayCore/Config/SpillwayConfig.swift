@@ -64,6 +64,12 @@ public struct SourceConfig: Sendable {
     public var notify: Bool
     /// Replication settings; used when `kind` is `replication`.
     public var replication: ReplicationSettings = ReplicationSettings()
+    /// Per table: the columns it sends and how they are masked (`source.tables[]` written as objects).
+    /// Tables without an entry send every column as it is.
+    public var columnPolicies: [QualifiedName: ColumnPolicy] = [:]
+    /// `source.mask_key`: the HMAC key for `mask: {col: hash}` (`${NAME}` read from the environment).
+    /// Required when any column is hashed. A secret: never logged.
+    public var maskKey: String?
 
     public init(kind: Kind = .auditLog, tables: [QualifiedName], auditTable: QualifiedName? = nil,
                 pollInterval: Duration = .seconds(1), batchSize: Int = 1000, history: History = .include,
@@ -209,8 +215,8 @@ extension SpillwayConfig {
                               fix: "add `source: {kind: audit_log, tables: [public.products]}`")
         }
         try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "max_in_flight_batches", "history",
-                                                       "prune", "notify"] + ReplicationSettings.keys))
-        var source = try parseSource(&sourceReader)
+                                                       "prune", "notify", "mask_key"] + ReplicationSettings.keys))
+        var source = try parseSource(&sourceReader, environment: environment)
         source.replication.applyDefaults(consumer: consumer)
         try sourceReader.rejectUnknownKeys()
 
@@ -253,18 +259,56 @@ extension SpillwayConfig {
         return name
     }
 
-    private static func parseSource(_ r: inout ConfigReader) throws(ConfigError) -> SourceConfig {
+    private static func parseSource(_ r: inout ConfigReader, environment: [String: String]) throws(ConfigError) -> SourceConfig {
         let kind: SourceConfig.Kind = try r.choice("kind", default: .auditLog)
-        guard let tableNames = try r.stringList("tables"), !tableNames.isEmpty else {
+        guard let entries = try r.list("tables"), !entries.isEmpty else {
             throw ConfigError(key: r.keyPath("tables"), problem: "needs at least one table",
                               fix: "list the tables to capture, e.g. `tables: [public.products]`")
         }
         var tables: [QualifiedName] = []
-        for (index, text) in tableNames.enumerated() {
-            let table = try parseTable(text, key: "\(r.keyPath("tables"))[\(index)]")
+        var policies: [QualifiedName: ColumnPolicy] = [:]
+        var hashedColumn: String?
+        for (index, entry) in entries.enumerated() {
+            let key = "\(r.keyPath("tables"))[\(index)]"
+            let table: QualifiedName
+            if let scalar = entry.scalar {
+                table = try parseTable(scalar.string, key: key)
+            } else if entry.mapping != nil {
+                var t = try ConfigReader(node: entry, path: key)
+                try t.rejectUnknownKeys(known: ["name", "columns", "mask"])
+                table = try parseTable(try t.string("name", fix: "name the table, e.g. `{name: public.users, columns: {exclude: [ssn]}}`"),
+                                       key: t.keyPath("name"))
+                let policy = try ColumnPolicy.parse(&t)
+                try t.rejectUnknownKeys()
+                if policies[table] != nil {
+                    throw ConfigError(key: key, problem: "table \(table) has columns or masks listed twice",
+                                      fix: "merge its entries into one")
+                }
+                if !policy.isEmpty { policies[table] = policy }
+                if hashedColumn == nil, let column = policy.masks.first(where: { $0.value == .hash })?.key {
+                    hashedColumn = "\(t.keyPath("mask")).\(column)"
+                }
+            } else {
+                throw ConfigError(key: key, problem: "expected a table name or `{name: ..., columns: ..., mask: ...}`",
+                                  fix: "write `public.users` or `{name: public.users, columns: {exclude: [ssn]}}`")
+            }
             if !tables.contains(table) { tables.append(table) }
         }
         var source = SourceConfig(kind: kind, tables: tables)
+        source.columnPolicies = policies
+        if let text = try r.optionalString("mask_key") {
+            let value = try EnvironmentSubstitution.substitute(text, environment: environment, key: r.keyPath("mask_key"))
+            // A short key makes hashes of low-entropy values (phone numbers) cheap to guess by brute force.
+            guard value.utf8.count >= 16 else {
+                throw ConfigError(key: r.keyPath("mask_key"), problem: "is shorter than 16 bytes",
+                                  fix: "use a long random secret, e.g. `openssl rand -hex 32`, passed as ${SPILLWAY_MASK_KEY}")
+            }
+            source.maskKey = value
+        }
+        if let hashedColumn, source.maskKey == nil {
+            throw ConfigError(key: r.keyPath("mask_key"), problem: "is required: \(hashedColumn) is hashed",
+                              fix: "set `mask_key: ${SPILLWAY_MASK_KEY}` and export a long random secret in SPILLWAY_MASK_KEY")
+        }
         if let audit = try r.optionalString("audit_table") {
             source.auditTable = try parseTable(audit, key: r.keyPath("audit_table"))
         }
