@@ -140,7 +140,7 @@ let package = Package(
             name: "SpillwayIntegrationTests",
             dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka", "SpillwayRedis",
                            "SpillwayWebhook"],
-            exclude: ["Support/webhook_receiver.py"]
+            exclude: ["Support/webhook_receiver.py", "Support/debezium_consumer.py"]
         ),
         .testTarget(
             name: "SpillwayKafkaTests",

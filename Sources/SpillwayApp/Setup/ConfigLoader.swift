@@ -30,17 +30,21 @@ public enum SinkFactory {
             for (index, sink) in config.sinks.enumerated() {
                 switch sink.settings {
                 case .file(let settings):
-                    routes.append(Fanout.Route(sink: try FileSink(name: sink.name, settings: settings), filter: sink.filter))
+                    routes.append(Fanout.Route(sink: try FileSink(name: sink.name, settings: settings,
+                                                                  encoder: EventEncoding.encoder(for: sink, config: config)),
+                                               filter: sink.filter))
                 case .webhook(let settings):
                     let webhook = WebhookSink(name: sink.name, settings: settings, databaseURL: config.database.url,
-                                              schema: config.schema, logger: Logger(label: "spillway.webhook"))
+                                              schema: config.schema, encoder: EventEncoding.encoder(for: sink, config: config),
+                                              logger: Logger(label: "spillway.webhook"))
                     await webhook.start()
                     routes.append(Fanout.Route(sink: webhook, filter: sink.filter))
                 case .kafka(let settings):
                     var logger = Logger(label: "spillway.kafka")
                     logger[metadataKey: LogKey.sink] = "\(sink.name)"
                     do {
-                        routes.append(Fanout.Route(sink: try KafkaSink(name: sink.name, settings: settings, logger: logger), filter: sink.filter))
+                        routes.append(Fanout.Route(sink: try KafkaSink(name: sink.name, settings: settings,
+                                                                             encoder: EventEncoding.encoder(for: sink, config: config), logger: logger), filter: sink.filter))
                     } catch {
                         throw configError(error, sink: index)
                     }

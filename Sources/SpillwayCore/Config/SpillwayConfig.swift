@@ -122,6 +122,8 @@ public struct SinkConfig: Sendable {
     /// Unique among the sinks; names the sink in logs, metrics and status.
     public var name: String
     public var filter: EventFilter
+    /// `sinks[].format`: what the sink writes per event (file, kafka, webhook). Default: spillway.
+    public var format: EventFormat = .spillway
     public var settings: Settings
 
     public init(name: String, filter: EventFilter = EventFilter(), settings: Settings) {
@@ -226,7 +228,8 @@ extension SpillwayConfig {
         }
         var sinks: [SinkConfig] = []
         for var reader in sinkReaders {
-            let sink = try parseSink(&reader, consumer: consumer, source: source, environment: environment)
+            var sink = try parseSink(&reader, consumer: consumer, source: source, environment: environment)
+            sink.format = try parseFormat(&reader, kind: sink)
             try reader.rejectUnknownKeys()
             if sinks.contains(where: { $0.name == sink.name }) {
                 throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
@@ -323,6 +326,26 @@ extension SpillwayConfig {
         source.notify = try r.bool("notify", default: source.notify)
         source.replication = try ReplicationSettings.parse(&r, tables: tables)
         return source
+    }
+
+    /// `format`, a key every sink has (next to `tables`, `ops` and `where`); only sinks that write whole
+    /// events can write another envelope.
+    private static func parseFormat(_ r: inout ConfigReader, kind sink: SinkConfig) throws(ConfigError) -> EventFormat {
+        let format: EventFormat = try r.choice("format", default: .spillway)
+        guard format != .spillway else { return format }
+        switch sink.settings {
+        case .file, .kafka:
+            return format
+        case .webhook(let settings):
+            if case .template = settings.body {
+                throw ConfigError(key: r.keyPath("format"), problem: "format: \(format.rawValue) does not go with a body template, which writes its own body",
+                                  fix: "use `body: event` (or batch) with format, or drop format")
+            }
+            return format
+        case .redis, .notify, .refresh:
+            throw ConfigError(key: r.keyPath("format"), problem: "a \(sink.kind) sink writes keys or notifications, not events, so it has no format",
+                              fix: "remove format; it applies to file, kafka and webhook sinks")
+        }
     }
 
     private static func parseSink(_ r: inout ConfigReader, consumer: String, source: SourceConfig,

@@ -7,6 +7,8 @@ public final class FileSink: ChangeSink, @unchecked Sendable {
     // @unchecked Sendable: `descriptor` is written only under `lock`.
     public let name: String
     private let settings: FileSinkSettings
+    /// The line for each event: Spillway's event, or another `format`.
+    private let encoder: EventEncoder
     private let lock = NSLock()
     private var descriptor: Int32
 
@@ -14,9 +16,10 @@ public final class FileSink: ChangeSink, @unchecked Sendable {
         public let description: String
     }
 
-    public init(name: String, settings: FileSinkSettings) throws {
+    public init(name: String, settings: FileSinkSettings, encoder: EventEncoder = .spillway) throws {
         self.name = name
         self.settings = settings
+        self.encoder = encoder
         if settings.isStandardOutput {
             descriptor = STDOUT_FILENO
         } else {
@@ -76,7 +79,7 @@ public final class FileSink: ChangeSink, @unchecked Sendable {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(batch.count * 256)
         for event in batch {
-            event.writeJSON(into: &buffer)
+            encoder.write(event, into: &buffer)
             buffer.append(0x0A)
         }
         try lock.withLock {
