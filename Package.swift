@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.60.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     ],
     targets: [
         // libpq, wrapped once in SpillwayPostgres; nothing else imports it.
@@ -33,7 +35,10 @@ let package = Package(
         // The pure core: event model, JSON, value mapping, config, routing, retry, batch planning. No I/O.
         .target(
             name: "SpillwayCore",
-            dependencies: [.product(name: "Yams", package: "Yams")]
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),  // latency percentiles
+            ]
         ),
         .target(
             name: "SpillwayPostgres",
@@ -70,6 +75,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -114,14 +121,16 @@ let package = Package(
             dependencies: [
                 "SpillwayApp",
                 "SpillwayCore",
+                "SpillwayPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // libFuzzer target for the config loader; under `swift build` a replay tool (see README).
         .executableTarget(
             name: "spillway-config-fuzz",
-            dependencies: ["SpillwayCore"]
+            dependencies: ["SpillwayApp", "SpillwayCore"]  // the app's list of sink kinds, whose modules parse their keys
         ),
         // libFuzzer target for the pgoutput decoder; under `swift build` a replay tool (see README).
         .executableTarget(
@@ -132,6 +141,11 @@ let package = Package(
             name: "SpillwayCoreTests",
             dependencies: ["SpillwayCore"]
         ),
+        // Config parsing with every sink kind's own keys: needs the sink modules, so not in SpillwayCoreTests.
+        .testTarget(
+            name: "SpillwayConfigTests",
+            dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayKafka", "SpillwayRedis", "SpillwaySinks", "SpillwayWebhook"]
+        ),
         .testTarget(
             name: "SpillwayWebhookTests",
             dependencies: ["SpillwayCore", "SpillwayWebhook"]
@@ -139,14 +153,14 @@ let package = Package(
         .testTarget(
             name: "SpillwayIntegrationTests",
             dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka", "SpillwayRedis",
-                           "SpillwayWebhook"],
+                           "SpillwayWebhook", .product(name: "Logging", package: "swift-log")],
             exclude: ["Support/webhook_receiver.py", "Support/debezium_consumer.py"]
         ),
         .testTarget(
             name: "SpillwayKafkaTests",
             // The tool is a dependency so `swift test` builds it next to the test bundle,
             // where the outage tests launch it as a separate process.
-            dependencies: ["SpillwayKafka", "SpillwayCore", "spillway-kafka-mock"]
+            dependencies: ["SpillwayKafka", "SpillwayCore", "spillway-kafka-mock", .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

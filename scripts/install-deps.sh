@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Spillway builds, runs and tests with. Skips apt when all are present.
 set -euo pipefail
-packages=(libpq-dev postgresql postgresql-contrib librdkafka-dev libhiredis-dev redis-server kcat pkg-config openssl)
+packages=(libpq-dev postgresql postgresql-contrib librdkafka-dev libhiredis-dev redis-server kcat pkg-config openssl pgbouncer)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

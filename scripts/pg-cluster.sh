@@ -3,6 +3,7 @@
 #   scripts/pg-cluster.sh start DIR PORT [SERVER OPTION...]   → prints the connection URL
 #     e.g. `-c ssl=on -c ssl_cert_file=/tmp/x/server.crt -c ssl_key_file=/tmp/x/server.key` (no spaces in values)
 #   scripts/pg-cluster.sh stop DIR
+#   scripts/pg-cluster.sh crash-restart DIR   → `pg_ctl restart -m immediate`: a crash and recovery, same options
 # initdb refuses to run as root, so as root the cluster runs as the `postgres` user.
 set -euo pipefail
 cmd=${1:?start|stop} dir=${2:?directory}
@@ -30,5 +31,9 @@ case "$cmd" in
   stop)
     [ -f "$dir/data/postmaster.pid" ] && as_owner "'$bin/pg_ctl' -D '$dir/data' -m fast -w stop" >/dev/null || true
     ;;
-  *) echo "usage: $0 start DIR PORT | stop DIR" >&2; exit 2 ;;
+  crash-restart)
+    as_owner "'$bin/pg_ctl' -D '$dir/data' -l '$dir/log' -m immediate -w -t 60 restart" >/dev/null \
+      || { cat "$dir/log" >&2; exit 1; }
+    ;;
+  *) echo "usage: $0 start DIR PORT | stop DIR | crash-restart DIR" >&2; exit 2 ;;
 esac

@@ -70,7 +70,7 @@ extension KafkaSink {
 
     static func topic(for event: ChangeEvent, settings: KafkaSinkSettings) throws(KafkaSinkError) -> String {
         let template = settings.template(schema: event.schema, table: event.table)
-        let topic = template.render(event, prefix: settings.prefix)
+        let topic = template.rendered(event, as: .topicName, prefix: settings.prefix)
         if let problem = TopicName.problem(topic) {
             throw KafkaSinkError(
                 .invalidTopic,

@@ -41,15 +41,15 @@ public final class KafkaSink: PipelinedChangeSink, ChangeSinkValidating {
     }
 
     /// Renders the topic of every captured table (each operation's, when the template uses `{op}`; tables
-    /// whose topic depends on `{tenant}` are left to the first record) and asks the cluster about them: a
+    /// whose topic depends on `{tenant}` or a row column are left to the first record) and asks the cluster about them: a
     /// name Kafka refuses is a configuration error; a topic the cluster does not have, or a cluster that
     /// does not answer, is logged and delivery goes on (it retries until the topic exists).
     public func validate(tables: [TableInfo]) async throws {
         var topics: [String] = []
         for table in tables {
             let template = settings.template(schema: table.schema, table: table.name)
-            guard !template.placeholders.contains(.tenant) else { continue }
-            let operations: [ChangeEvent.Operation] = template.placeholders.contains(.op) ? [.insert, .update, .delete, .truncate] : [.insert]
+            guard !template.fields.contains(.tenant), !template.readsRow else { continue }
+            let operations: [ChangeEvent.Operation] = template.fields.contains(.op) ? [.insert, .update, .delete, .truncate] : [.insert]
             for op in operations {
                 let sample = ChangeEvent(id: "", op: op, schema: table.schema, table: table.name, position: "")
                 do {

@@ -130,7 +130,7 @@ public final class RedisSink: ChangeSinkValidating, @unchecked Sendable {
             let keyColumns = Set(event.key?.names ?? [])
             for template in settings.templates(schema: event.schema, table: event.table) where template.readsRow {
                 let readsNonKeyColumn = template.fields.contains { $0.column.map { !keyColumns.contains($0) } ?? false }
-                if readsNonKeyColumn, template.render(event, image: .previous) == nil {
+                if readsNonKeyColumn, template.render(event, as: .plain, image: .previous) == nil {
                     let marker = "\(event.qualifiedTable) \(template.text)"
                     let isNew = lock.withLock { warned.insert(marker).inserted }
                     if isNew {
@@ -150,7 +150,7 @@ public final class RedisSink: ChangeSinkValidating, @unchecked Sendable {
             case .event: payload = event.jsonString
             case .key: payload = JSONEncoding.string(event.key.map { .object($0) } ?? .null)
             }
-            return ["PUBLISH", settings.channel.renderLeniently(event), payload]
+            return ["PUBLISH", settings.channel.channel(for: event), payload]
         }
         try await run(commands, expecting: "PUBLISH")
     }

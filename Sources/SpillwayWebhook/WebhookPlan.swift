@@ -49,12 +49,12 @@ public enum WebhookPlan {
     /// The request for one event (for `body: batch`, a batch of one).
     public static func request(for event: ChangeEvent, settings: WebhookSinkSettings,
                                encoder: EventEncoder = .spillway) -> WebhookRequest {
-        let url = settings.url.render(event, escaping: .url)
+        let url = settings.url.rendered(event, as: .url)
         switch settings.body {
         case .event:
             return WebhookRequest(events: [event], url: url, body: encoder.bytes(event), webhookID: event.id)
         case .template(let template):
-            return WebhookRequest(events: [event], url: url, body: Array(template.render(event, escaping: .json).utf8),
+            return WebhookRequest(events: [event], url: url, body: Array(template.rendered(event, as: .json).utf8),
                                   webhookID: event.id)
         case .batch:
             return batchRequest([event], url: url, encoder: encoder)
@@ -67,7 +67,7 @@ public enum WebhookPlan {
         var current: [ChangeEvent] = []
         var currentURL = ""
         for event in batch {
-            let url = settings.url.render(event, escaping: .url)
+            let url = settings.url.rendered(event, as: .url)
             if !current.isEmpty, url != currentURL || current.count >= settings.batchSize {
                 requests.append(batchRequest(current, url: currentURL, encoder: encoder))
                 current = []

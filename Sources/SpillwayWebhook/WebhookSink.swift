@@ -174,14 +174,16 @@ public final class WebhookSink: ChangeSink, Sendable {
         }
     }
 
-    /// Sleeps in short steps so a graceful shutdown is noticed within a quarter second.
+    /// Sleeps `duration`; a graceful shutdown ends the sleep at once (swift-service-lifecycle's handler, not
+    /// polling) and throws `WebhookStopping`.
     private func sleepUnlessStopping(_ duration: Duration) async throws {
-        let clock = ContinuousClock()
-        let deadline = clock.now + duration
-        while clock.now < deadline {
-            if Task.isShuttingDownGracefully { throw WebhookStopping(sink: name) }
-            try await Task.sleep(for: min(.milliseconds(250), deadline - clock.now))
+        if Task.isShuttingDownGracefully { throw WebhookStopping(sink: name) }
+        do {
+            try await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
+        } catch is CancellationError where !Task.isCancelled {
+            throw WebhookStopping(sink: name)
         }
+        if Task.isShuttingDownGracefully { throw WebhookStopping(sink: name) }
     }
 
     static func milliseconds(_ duration: Duration) -> Int64 {

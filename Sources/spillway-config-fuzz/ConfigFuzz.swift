@@ -5,6 +5,7 @@
 // Under `swift build` this is a replay tool: `spillway-config-fuzz FILE...` loads each file (e.g. a crash
 // input libFuzzer saved). Built with `-D FUZZING -sanitize=fuzzer` (see README.md) it is a libFuzzer target:
 // that build defines no `main`, libFuzzer's is used.
+import SpillwayApp
 import SpillwayCore
 #if !FUZZING
 import Foundation  // only the replay tool reads files and exits
@@ -15,7 +16,8 @@ import Foundation  // only the replay tool reads files and exits
 func exerciseConfigLoader(_ bytes: [UInt8]) {
     let text = String(decoding: bytes, as: UTF8.self)
     do {
-        let config = try SpillwayConfig.parse(yaml: text, environment: ["SECRET": "s3cret", "SPILLWAY_DATABASE_URL": ""])
+        let config = try SpillwayConfig.parse(yaml: text, environment: ["SECRET": "s3cret", "SPILLWAY_DATABASE_URL": ""],
+                                             sinkKinds: SinkKinds.all)
         _ = "\(config)"
         _ = config.database.redactedURL
     } catch {

@@ -100,18 +100,16 @@ struct Run: AsyncParsableCommand {
             let routes = try await SinkFactory.makeRoutes(config)
             let pipeline = PipelineFactory.make(config, fanout: Fanout(routes: routes, logger: logger),
                                                 options: .init(once: once), logger: logger)
+            // The sinks are services too, closed by the group after the pipeline drained (SinkService).
             let group = ServiceGroup(configuration: .init(
-                services: [.init(service: pipeline, successTerminationBehavior: .gracefullyShutdownGroup,
-                                 failureTerminationBehavior: .gracefullyShutdownGroup)],
+                services: ServiceGroupConfiguration.ServiceConfiguration.consumer(pipeline: pipeline, routes: routes),
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
             do {
                 try await group.run()
             } catch {
-                for route in routes { try? await route.sink.close() }
                 throw Self.unwrap(error)
             }
-            for route in routes { try await route.sink.close() }
         }
     }
 

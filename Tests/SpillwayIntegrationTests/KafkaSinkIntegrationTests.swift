@@ -420,7 +420,7 @@ struct KafkaSinkIntegrationTests {
             for command in ["install", "run"] {
                 let result = try await SpillwayProcess.run([command, "--config", template])
                 #expect(result.code == 2)
-                #expect(result.stderr.contains("spillway: config key 'sinks[0].topic': '{prefix}.{tabel}' uses the unknown placeholder '{tabel}'"),
+                #expect(result.stderr.contains("spillway: config key 'sinks[0].topic': '{prefix}.{tabel}' uses an unknown placeholder '{tabel}' (column 10)"),
                         "\(command): \(result.stderr)")
             }
             let schema = try await app.query("SELECT count(*) FROM pg_namespace WHERE nspname = 'spillway'")

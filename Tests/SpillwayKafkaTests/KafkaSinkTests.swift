@@ -6,7 +6,7 @@ import Testing
 @testable import SpillwayKafka
 
 private func settings(_ brokers: String = "127.0.0.1:1", prefix: String = "shop", tombstones: Bool = false,
-                      topics: [QualifiedName: TopicTemplate] = [:], properties: [String: String] = [:],
+                      topics: [QualifiedName: EventTemplate] = [:], properties: [String: String] = [:],
                       timeout: Duration = .seconds(30)) -> KafkaSinkSettings {
     KafkaSinkSettings(brokers: brokers.split(separator: ",").map(String.init), prefix: prefix, topics: topics,
                       tombstones: tombstones, properties: properties, timeout: timeout)
@@ -79,7 +79,7 @@ struct KafkaSinkRecordTests {
 
     @Test func overridesAndTemplatesChooseTheTopic() throws {
         let products = QualifiedName(schema: "public", name: "products")
-        let s = settings(topics: [products: try TopicTemplate("{prefix}-catalog.{op}")])
+        let s = settings(topics: [products: try EventTemplate(parsing: "{prefix}-catalog.{op}")])
         let records = try KafkaSink.records(for: [change("1-1", .delete, key: ["id": .number("1")]),
                                                   change("1-2", .insert, key: ["id": .number("1")], table: "orders")], settings: s)
         #expect(records.messages.map(\.topic) == ["shop-catalog.delete", "shop.public.orders"])
@@ -257,11 +257,8 @@ struct KafkaExampleConfigTests {
     func exampleIsValid() throws {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Config/kafka.example.yaml")
-        let config = try SpillwayConfig.parse(yaml: String(contentsOf: path, encoding: .utf8))
-        guard case .kafka(let settings) = try #require(config.sinks.first).settings else {
-            Issue.record("the example's first sink is not kafka")
-            return
-        }
+        let config = try SpillwayConfig.parse(yaml: String(contentsOf: path, encoding: .utf8), sinkKinds: [KafkaSinkSettings.self])
+        let settings = try #require(config.sinks.first?.settings as? KafkaSinkSettings, "the example's first sink is kafka")
         #expect(settings.prefix == "neon")
         try KafkaSink.validate(settings)
     }

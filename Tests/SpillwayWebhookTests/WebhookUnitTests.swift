@@ -30,19 +30,19 @@ struct WebhookUnitTests {
 
     @Test("template: JSON-escaped inside quotes, JSON values outside, missing → empty string / null")
     func templateRendering() throws {
-        let template = try WebhookTemplate(parsing: #"{"slug": "{after.slug}", "type": "product", "id": {key.id}, "price": {after.price}, "tags": {after.tags}, "q": "{after.missing}", "n": {after.missing}, "g": "{after.gone}", "t": "{schema}.{table}/{op}/{id}"}"#, key: "t")
-        let rendered = template.render(Self.event, escaping: .json)
+        let template = try EventTemplate(parsing: #"{"slug": "{after.slug}", "type": "product", "id": {key.id}, "price": {after.price}, "tags": {after.tags}, "q": "{after.missing}", "n": {after.missing}, "g": "{after.gone}", "t": "{schema}.{table}/{op}/{id}"}"#, key: "t", use: .webhookBody)
+        let rendered = template.rendered(Self.event, as: .json)
         #expect(rendered == #"{"slug": "tea \"pot\"\\\n", "type": "product", "id": 7, "price": 39.90, "tags": ["a"], "q": "", "n": null, "g": "", "t": "public.products/update/727-4"}"#)
         #expect(try JSONParser.parse(rendered).objectValue?["slug"] == .string("tea \"pot\"\\\n"))
     }
 
     @Test("URL placeholders are percent-encoded; braces that are not placeholders are text")
     func urlTemplate() throws {
-        let template = try WebhookTemplate(parsing: "https://h/x/{table}/{after.slug}?id={key.id}", key: "url")
-        #expect(template.render(Self.event, escaping: .url) == "https://h/x/products/tea%20%22pot%22%5C%0A?id=7")
-        let literal = try WebhookTemplate(parsing: #"{"a": {}, "b": "{ x }"}"#, key: "t")
-        #expect(!literal.hasPlaceholders)
-        #expect(throws: ConfigError.self) { try WebhookTemplate(parsing: "{aftr.slug}", key: "t") }
+        let template = try EventTemplate(parsing: "https://h/x/{table}/{after.slug}?id={key.id}", key: "url", use: .webhookURL)
+        #expect(template.rendered(Self.event, as: .url) == "https://h/x/products/tea%20%22pot%22%5C%0A?id=7")
+        let literal = try EventTemplate(parsing: #"{"a": {}, "b": "{ x }"}"#, key: "t", use: .webhookBody)
+        #expect(literal.placeholders.isEmpty)
+        #expect(throws: ConfigError.self) { try EventTemplate(parsing: "{aftr.slug}", key: "t", use: .webhookBody) }
     }
 
     @Test("Retry-After: seconds, HTTP date, garbage, cap; status classification")
@@ -73,9 +73,8 @@ struct WebhookUnitTests {
                 kind: webhook
                 url: https://api.example.com/hooks/{table}
             \(extra.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
-            """, environment: environment)
-        guard case .webhook(let settings) = config.sinks[0].settings else { throw ConfigError(key: "", problem: "", fix: "") }
-        return settings
+            """, environment: environment, sinkKinds: [WebhookSinkSettings.self])
+        return try #require(config.sinks[0].settings as? WebhookSinkSettings)
     }
 
     @Test("plan: a key's events stay in one lane in order; batch ids are first id + count")

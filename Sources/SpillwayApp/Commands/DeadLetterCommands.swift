@@ -30,7 +30,7 @@ public enum DeadLetterCommands {
             do {
             for letter in try await store.list(sink: sink, id: id, on: connection) {
                 guard let sinkConfig = config.sinks.first(where: { $0.name == letter.sink }),
-                      case .webhook(let settings) = sinkConfig.settings else {
+                      let settings = sinkConfig.settings as? WebhookSinkSettings else {
                     failed.append("\(letter.id): sink '\(letter.sink)' is not a webhook sink of this config")
                     continue
                 }

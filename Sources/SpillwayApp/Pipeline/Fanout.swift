@@ -75,12 +75,13 @@ public struct Fanout: Sendable {
     }
 }
 
-/// Sleeps `duration` in short steps so a graceful shutdown is noticed within a quarter second.
+/// Sleeps `duration`, or until a graceful shutdown begins (swift-service-lifecycle's shutdown handler ends
+/// the sleep at once; nothing polls). Cancellation of the task itself still throws.
 func sleepUnlessStopping(_ duration: Duration) async throws {
-    let clock = ContinuousClock()
-    let deadline = clock.now + duration
-    while clock.now < deadline, !Task.isShuttingDownGracefully {
-        try await Task.sleep(for: min(.milliseconds(250), deadline - clock.now))
+    do {
+        try await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
+    } catch is CancellationError where !Task.isCancelled {
+        return  // the shutdown ended the sleep
     }
 }
 

@@ -28,29 +28,10 @@ public enum SinkFactory {
         var routes: [Fanout.Route] = []
         do {
             for (index, sink) in config.sinks.enumerated() {
-                switch sink.settings {
-                case .file(let settings):
-                    routes.append(Fanout.Route(sink: try FileSink(name: sink.name, settings: settings,
-                                                                  encoder: EventEncoding.encoder(for: sink, config: config)),
-                                               filter: sink.filter))
-                case .webhook(let settings):
-                    let webhook = WebhookSink(name: sink.name, settings: settings, databaseURL: config.database.url,
-                                              schema: config.schema, encoder: EventEncoding.encoder(for: sink, config: config),
-                                              logger: Logger(label: "spillway.webhook"))
-                    await webhook.start()
-                    routes.append(Fanout.Route(sink: webhook, filter: sink.filter))
-                case .kafka(let settings):
-                    var logger = Logger(label: "spillway.kafka")
-                    logger[metadataKey: LogKey.sink] = "\(sink.name)"
-                    do {
-                        routes.append(Fanout.Route(sink: try KafkaSink(name: sink.name, settings: settings,
-                                                                             encoder: EventEncoding.encoder(for: sink, config: config), logger: logger), filter: sink.filter))
-                    } catch {
-                        throw configError(error, sink: index)
-                    }
-                case .redis, .notify, .refresh:
-                    routes.append(Fanout.Route(sink: makeCacheSink(sink, config: config), filter: sink.filter))
-                }
+                var context = SinkContext(name: sink.name, databaseURL: config.database.url, schema: config.schema,
+                                          consumer: config.consumer, keyPath: "sinks[\(index)]")
+                context.encoder = EventEncoding.encoder(for: sink, config: config)
+                routes.append(Fanout.Route(sink: try await sink.settings.makeSink(context), filter: sink.filter))
             }
         } catch {
             for route in routes { try? await route.sink.close() }
@@ -59,29 +40,12 @@ public enum SinkFactory {
         return routes
     }
 
-    /// Checks what the config parser cannot see: that librdkafka knows and accepts each Kafka property.
+    /// Checks what the config parser cannot see (Kafka: that librdkafka knows and accepts each property).
     /// Connects nowhere, so every command can call it.
     public static func validate(_ config: SpillwayConfig) throws(ConfigError) {
         for (index, sink) in config.sinks.enumerated() {
-            guard case .kafka(let settings) = sink.settings else { continue }
-            do {
-                try KafkaSink.validate(settings)
-            } catch {
-                throw configError(error, sink: index)
-            }
+            try sink.settings.validateOffline(keyPath: "sinks[\(index)]")
         }
-    }
-
-    /// A Kafka property error as a config error naming its key, e.g. `sinks[0].properties.linger.ms`.
-    private static func configError(_ error: KafkaSinkError, sink index: Int) -> ConfigError {
-        let key: String
-        switch error.property {
-        case "bootstrap.servers": key = "sinks[\(index)].brokers"
-        case "message.timeout.ms": key = "sinks[\(index)].timeout"
-        case let property?: key = "sinks[\(index)].properties.\(property)"
-        case nil: key = "sinks[\(index)].properties"
-        }
-        return ConfigError(key: key, problem: error.problem, fix: error.fix)
     }
 }
 

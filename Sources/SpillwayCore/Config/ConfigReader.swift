@@ -2,8 +2,9 @@ import Yams
 
 /// Reads one YAML mapping, remembering which keys were read, so that every key nobody asked for becomes an
 /// error: a misspelt key (`pol_interval`) must not silently fall back to a default.
-struct ConfigReader {
-    let path: String
+public struct ConfigReader {
+    /// Where this mapping sits, e.g. `sinks[2]`.
+    public let path: String
     private let entries: [(key: String, value: Node)]
     private var consumed: Set<String> = []
 
@@ -23,9 +24,9 @@ struct ConfigReader {
         self.entries = entries
     }
 
-    func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+    public func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
-    mutating func node(_ key: String) -> Node? {
+    public mutating func node(_ key: String) -> Node? {
         consumed.insert(key)
         guard let node = entries.first(where: { $0.key == key })?.value else { return nil }
         // Yams leaves plain scalars untagged, so YAML's null spellings are recognised here.
@@ -36,11 +37,11 @@ struct ConfigReader {
         return node
     }
 
-    mutating func has(_ key: String) -> Bool {
+    public mutating func has(_ key: String) -> Bool {
         entries.contains { $0.key == key }
     }
 
-    mutating func optionalString(_ key: String) throws(ConfigError) -> String? {
+    public mutating func optionalString(_ key: String) throws(ConfigError) -> String? {
         guard let node = node(key) else { return nil }
         guard let scalar = node.scalar else {
             throw ConfigError(key: keyPath(key), problem: "expected a single value", fix: "write `\(key): VALUE`")
@@ -48,14 +49,14 @@ struct ConfigReader {
         return scalar.string
     }
 
-    mutating func string(_ key: String, fix: String) throws(ConfigError) -> String {
+    public mutating func string(_ key: String, fix: String) throws(ConfigError) -> String {
         guard let value = try optionalString(key), !value.isEmpty else {
             throw ConfigError(key: keyPath(key), problem: "is required", fix: fix)
         }
         return value
     }
 
-    mutating func int(_ key: String, default value: Int, range: ClosedRange<Int>) throws(ConfigError) -> Int {
+    public mutating func int(_ key: String, default value: Int, range: ClosedRange<Int>) throws(ConfigError) -> Int {
         guard let text = try optionalString(key) else { return value }
         guard let number = Int(text), range.contains(number) else {
             throw ConfigError(key: keyPath(key), problem: "'\(text)' is not a whole number in \(range.lowerBound)...\(range.upperBound)",
@@ -64,7 +65,7 @@ struct ConfigReader {
         return number
     }
 
-    mutating func bool(_ key: String, default value: Bool) throws(ConfigError) -> Bool {
+    public mutating func bool(_ key: String, default value: Bool) throws(ConfigError) -> Bool {
         guard let text = try optionalString(key) else { return value }
         switch text.lowercased() {
         case "true", "yes", "on": return true
@@ -74,7 +75,7 @@ struct ConfigReader {
         }
     }
 
-    mutating func duration(_ key: String, default value: Duration) throws(ConfigError) -> Duration {
+    public mutating func duration(_ key: String, default value: Duration) throws(ConfigError) -> Duration {
         guard let text = try optionalString(key) else { return value }
         guard let parsed = DurationText.parse(text) else {
             throw ConfigError(key: keyPath(key), problem: "'\(text)' is not a duration",
@@ -83,7 +84,7 @@ struct ConfigReader {
         return parsed
     }
 
-    mutating func choice<T: RawRepresentable & CaseIterable>(_ key: String, default value: T) throws(ConfigError) -> T
+    public mutating func choice<T: RawRepresentable & CaseIterable>(_ key: String, default value: T) throws(ConfigError) -> T
     where T.RawValue == String {
         guard let text = try optionalString(key) else { return value }
         guard let parsed = T(rawValue: text) else {
@@ -93,7 +94,7 @@ struct ConfigReader {
         return parsed
     }
 
-    mutating func stringList(_ key: String) throws(ConfigError) -> [String]? {
+    public mutating func stringList(_ key: String) throws(ConfigError) -> [String]? {
         guard let node = node(key) else { return nil }
         if let scalar = node.scalar { return [scalar.string] }
         guard let sequence = node.sequence else {
@@ -119,7 +120,7 @@ struct ConfigReader {
         return Array(sequence)
     }
 
-    mutating func stringMap(_ key: String) throws(ConfigError) -> [(String, String)]? {
+    public mutating func stringMap(_ key: String) throws(ConfigError) -> [(String, String)]? {
         guard let node = node(key) else { return nil }
         var reader = try ConfigReader(node: node, path: keyPath(key))
         var pairs: [(String, String)] = []
@@ -132,12 +133,12 @@ struct ConfigReader {
         return pairs
     }
 
-    mutating func child(_ key: String) throws(ConfigError) -> ConfigReader? {
+    public mutating func child(_ key: String) throws(ConfigError) -> ConfigReader? {
         guard let node = node(key) else { return nil }
         return try ConfigReader(node: node, path: keyPath(key))
     }
 
-    mutating func children(_ key: String) throws(ConfigError) -> [ConfigReader]? {
+    public mutating func children(_ key: String) throws(ConfigError) -> [ConfigReader]? {
         guard let node = node(key) else { return nil }
         guard let sequence = node.sequence else {
             throw ConfigError(key: keyPath(key), problem: "expected a list", fix: "write each entry as `- key: value`")
@@ -150,12 +151,12 @@ struct ConfigReader {
     }
 
     /// Call once every known key was read.
-    func rejectUnknownKeys() throws(ConfigError) {
+    public func rejectUnknownKeys() throws(ConfigError) {
         try rejectUnknownKeys(known: consumed)
     }
 
     /// Checks up front, so a misspelt required key reads "did you mean" rather than "is required".
-    func rejectUnknownKeys(known knownKeys: Set<String>) throws(ConfigError) {
+    public func rejectUnknownKeys(known knownKeys: Set<String>) throws(ConfigError) {
         let known = knownKeys.sorted()
         for entry in entries where !knownKeys.contains(entry.key) {
             let suggestion = known.min { editDistance($0, entry.key) < editDistance($1, entry.key) }
@@ -202,10 +203,47 @@ public enum DurationText {
 }
 
 extension String {
-    func trimmingCharacters(in character: Character) -> String {
+    public func trimmingCharacters(in character: Character) -> String {
         var slice = self[...]
         while slice.first == character { slice.removeFirst() }
         while slice.last == character { slice.removeLast() }
         return String(slice)
+    }
+}
+
+extension ConfigReader {
+    /// A mapping of names to lists (or single values), e.g. `keys: {public.products: [a, b]}`; each entry
+    /// with its key path for errors.
+    public mutating func listMap(_ key: String) throws(ConfigError) -> [(key: String, values: [String], path: String)]? {
+        guard let node = node(key) else { return nil }
+        guard let mapping = node.mapping else {
+            throw ConfigError(key: keyPath(key), problem: "expected a mapping of table names to lists",
+                              fix: "write `\(key): {public.products: [...]}`")
+        }
+        var entries: [(key: String, values: [String], path: String)] = []
+        for (name, value) in mapping {
+            guard let entryName = name.string else {
+                throw ConfigError(key: keyPath(key), problem: "a key is not a plain string", fix: "use table names as keys")
+            }
+            let path = "\(keyPath(key)).\(entryName)"
+            if entries.contains(where: { $0.key == entryName }) {
+                throw ConfigError(key: path, problem: "appears twice", fix: "merge the two lists")
+            }
+            if let scalar = value.scalar {
+                entries.append((entryName, scalar.string.isEmpty ? [] : [scalar.string], path))
+            } else if let sequence = value.sequence {
+                var items: [String] = []
+                for (index, item) in sequence.enumerated() {
+                    guard let text = item.scalar?.string else {
+                        throw ConfigError(key: "\(path)[\(index)]", problem: "expected a plain value", fix: "list plain values")
+                    }
+                    items.append(text)
+                }
+                entries.append((entryName, items, path))
+            } else {
+                throw ConfigError(key: path, problem: "expected a list", fix: "write `\(entryName): [a, b]`")
+            }
+        }
+        return entries
     }
 }

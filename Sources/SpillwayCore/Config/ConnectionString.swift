@@ -1,5 +1,11 @@
 /// Connection strings carry passwords; everything that logs or prints one goes through here.
 public enum ConnectionString {
+    /// Whether `url` names a pooled endpoint by its host: Neon's `-pooler` hosts (`ep-x-pooler.region.aws.neon.tech`)
+    /// front PgBouncer in transaction mode, which takes no replication connection.
+    public static func namesPooledHost(_ url: String) -> Bool {
+        url.lowercased().contains("-pooler.")
+    }
+
     /// `postgres://u:secret@h/db` → `postgres://u:***@h/db`; `password=secret` (keyword form or URL query)
     /// → `password=***`.
     public static func redacting(_ text: String) -> String {

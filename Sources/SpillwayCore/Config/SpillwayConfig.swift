@@ -110,52 +110,21 @@ public struct EventFilter: Sendable, Hashable {
 }
 
 public struct SinkConfig: Sendable {
-    public enum Settings: Sendable {
-        case file(FileSinkSettings)
-        case webhook(WebhookSinkSettings)
-        case kafka(KafkaSinkSettings)
-        case redis(RedisSinkSettings)
-        case notify(NotifySinkSettings)
-        case refresh(RefreshSinkSettings)
-    }
-
     /// Unique among the sinks; names the sink in logs, metrics and status.
     public var name: String
     public var filter: EventFilter
     /// `sinks[].format`: what the sink writes per event (file, kafka, webhook). Default: spillway.
     public var format: EventFormat = .spillway
-    public var settings: Settings
+    /// The kind's own settings, a type of the sink's module (`KafkaSinkSettings`, ...).
+    public var settings: any SinkSettings
 
-    public init(name: String, filter: EventFilter = EventFilter(), settings: Settings) {
+    public init(name: String, filter: EventFilter = EventFilter(), settings: any SinkSettings) {
         self.name = name
         self.filter = filter
         self.settings = settings
     }
 
-    public var kind: String {
-        switch settings {
-        case .file: return "file"
-        case .webhook: return "webhook"
-        case .kafka: return "kafka"
-        case .redis: return "redis"
-        case .notify: return "notify"
-        case .refresh: return "refresh"
-        }
-    }
-}
-
-public struct FileSinkSettings: Sendable {
-    /// A file path, or `-` for standard output.
-    public var path: String
-    /// fsync a file before acknowledging. Default: true.
-    public var fsync: Bool
-
-    public init(path: String, fsync: Bool = true) {
-        self.path = path
-        self.fsync = fsync
-    }
-
-    public var isStandardOutput: Bool { path == "-" }
+    public var kind: String { type(of: settings).kind }
 }
 
 public struct LogConfig: Sendable {
@@ -177,8 +146,10 @@ public struct LogConfig: Sendable {
 }
 
 extension SpillwayConfig {
-    /// Parses and validates YAML. `environment` supplies `SPILLWAY_DATABASE_URL`.
-    public static func parse(yaml: String, environment: [String: String] = [:]) throws(ConfigError) -> SpillwayConfig {
+    /// Parses and validates YAML. `environment` supplies `SPILLWAY_DATABASE_URL` and `${NAME}` values;
+    /// `sinkKinds` are the sink kinds `kind:` may name (SpillwayApp's `SinkKinds.all`).
+    public static func parse(yaml: String, environment: [String: String] = [:],
+                             sinkKinds: [any SinkSettings.Type]) throws(ConfigError) -> SpillwayConfig {
         let node: Node?
         do {
             node = try Yams.compose(yaml: yaml)
@@ -219,6 +190,10 @@ extension SpillwayConfig {
         try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "max_in_flight_batches", "history",
                                                        "prune", "notify", "mask_key"] + ReplicationSettings.keys))
         var source = try parseSource(&sourceReader, environment: environment)
+        if source.kind == .replication, ConnectionString.namesPooledHost(url) {
+            throw ConfigError(key: "database.url", problem: "names a pooled endpoint (a -pooler host); logical replication needs a direct connection",
+                              fix: "use the direct host (without -pooler, e.g. Neon's ep-name.region.aws.neon.tech), or source.kind: audit_log")
+        }
         source.replication.applyDefaults(consumer: consumer)
         try sourceReader.rejectUnknownKeys()
 
@@ -228,8 +203,8 @@ extension SpillwayConfig {
         }
         var sinks: [SinkConfig] = []
         for var reader in sinkReaders {
-            var sink = try parseSink(&reader, consumer: consumer, source: source, environment: environment)
-            sink.format = try parseFormat(&reader, kind: sink)
+            var sink = try parseSink(&reader, consumer: consumer, source: source, environment: environment, sinkKinds: sinkKinds)
+            sink.format = try parseFormat(&reader, sink: sink)
             try reader.rejectUnknownKeys()
             if sinks.contains(where: { $0.name == sink.name }) {
                 throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
@@ -237,7 +212,9 @@ extension SpillwayConfig {
             }
             sinks.append(sink)
         }
-        for (index, sink) in sinks.enumerated() { try sink.validate(source: source, keyPath: "sinks[\(index)]") }
+        for (index, sink) in sinks.enumerated() {
+            try sink.settings.validate(source: source, filter: sink.filter, keyPath: "sinks[\(index)]")
+        }
 
         var log = LogConfig()
         if var logReader = try root.child("log") {
@@ -329,29 +306,22 @@ extension SpillwayConfig {
     }
 
     /// `format`, a key every sink has (next to `tables`, `ops` and `where`); only sinks that write whole
-    /// events can write another envelope.
-    private static func parseFormat(_ r: inout ConfigReader, kind sink: SinkConfig) throws(ConfigError) -> EventFormat {
+    /// events can write another envelope (`SinkSettings.refusal(of:)`).
+    private static func parseFormat(_ r: inout ConfigReader, sink: SinkConfig) throws(ConfigError) -> EventFormat {
         let format: EventFormat = try r.choice("format", default: .spillway)
         guard format != .spillway else { return format }
-        switch sink.settings {
-        case .file, .kafka:
-            return format
-        case .webhook(let settings):
-            if case .template = settings.body {
-                throw ConfigError(key: r.keyPath("format"), problem: "format: \(format.rawValue) does not go with a body template, which writes its own body",
-                                  fix: "use `body: event` (or batch) with format, or drop format")
-            }
-            return format
-        case .redis, .notify, .refresh:
-            throw ConfigError(key: r.keyPath("format"), problem: "a \(sink.kind) sink writes keys or notifications, not events, so it has no format",
-                              fix: "remove format; it applies to file, kafka and webhook sinks")
+        if let refusal = sink.settings.refusal(of: format) {
+            throw ConfigError(key: r.keyPath("format"), problem: refusal.problem, fix: refusal.fix)
         }
+        return format
     }
 
     private static func parseSink(_ r: inout ConfigReader, consumer: String, source: SourceConfig,
-                                  environment: [String: String]) throws(ConfigError) -> SinkConfig {
+                                  environment: [String: String], sinkKinds: [any SinkSettings.Type]) throws(ConfigError) -> SinkConfig {
+        let names = sinkKinds.map { $0.kind }
+        let kindNames = names.count > 1 ? names.dropLast().joined(separator: ", ") + " or " + names[names.count - 1] : names.joined()
         let name = try r.string("name", fix: "give the sink a name, e.g. `name: out`")
-        let kind = try r.string("kind", fix: "set kind: file, kafka, webhook, redis, notify or refresh")
+        let kind = try r.string("kind", fix: "set kind: \(kindNames)")
         var filter = EventFilter()
         if let tables = try r.stringList("tables") {
             for (index, text) in tables.enumerated() {
@@ -378,26 +348,10 @@ extension SpillwayConfig {
                 throw ConfigError(key: r.keyPath("where"), problem: "column \(error.column): \(error.problem)", fix: error.fix)
             }
         }
-        switch kind {
-        case "file":
-            let path = try r.string("path", fix: "set path to a file, or \"-\" for standard output")
-            let fsync = try r.bool("fsync", default: true)
-            return SinkConfig(name: name, filter: filter, settings: .file(FileSinkSettings(path: path, fsync: fsync)))
-        case "webhook":
-            return SinkConfig(name: name, filter: filter, settings: .webhook(try WebhookSinkSettings.parse(&r, environment: environment)))
-        case "kafka":
-            let tables = filter.tables.isEmpty ? source.tables : source.tables.filter(filter.tables.contains)
-            return SinkConfig(name: name, filter: filter,
-                              settings: .kafka(try KafkaSinkSettings.parse(&r, consumer: consumer, tables: tables, environment: environment)))
-        case "redis":
-            return SinkConfig(name: name, filter: filter, settings: .redis(try .parse(&r, environment: environment)))
-        case "notify":
-            return SinkConfig(name: name, filter: filter, settings: .notify(try .parse(&r, environment: environment)))
-        case "refresh":
-            return SinkConfig(name: name, filter: filter, settings: .refresh(try .parse(&r, environment: environment)))
-        default:
-            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'",
-                              fix: "use kind: file, kafka, webhook, redis, notify or refresh")
+        guard let settingsType = sinkKinds.first(where: { $0.kind == kind }) else {
+            throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: \(kindNames)")
         }
+        let context = SinkParseContext(consumer: consumer, source: source, filter: filter, environment: environment)
+        return SinkConfig(name: name, filter: filter, settings: try settingsType.parse(&r, context: context))
     }
 }

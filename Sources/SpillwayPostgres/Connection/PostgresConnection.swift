@@ -2,6 +2,7 @@ import CLibPQ
 import Dispatch
 import Foundation
 import SpillwayCore
+import Synchronization
 
 /// A PostgreSQL error, from the server (with SQLSTATE) or from libpq. `description` is safe to log and to
 /// store in `checkpoints.last_error`: libpq's messages name host and port, never the password, and the
@@ -61,6 +62,8 @@ public final class PostgresConnection: @unchecked Sendable {
     private let handle: OpaquePointer
     private let queue: DispatchQueue
     private var isClosed = false
+    /// `PQstatus` as of the last call on `queue`, so `isHealthy` never waits behind a running query.
+    private let lastKnownHealthy = Mutex(true)
 
     private init(handle: OpaquePointer, label: String) {
         self.handle = handle
@@ -102,7 +105,9 @@ public final class PostgresConnection: @unchecked Sendable {
                 guard PQstatus(handle) == CONNECTION_OK else {
                     let message = String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
                     PQfinish(handle)
-                    continuation.resume(throwing: tlsConfigurationError(message) ?? PostgresError(message: "cannot connect to PostgreSQL: \(message)"))
+                    let configurationError = tlsConfigurationError(message) ?? poolerError(message, replication: replication)
+                    continuation.resume(throwing: configurationError.map { $0 as any Error }
+                        ?? PostgresError(message: "cannot connect to PostgreSQL: \(message)"))
                     return
                 }
                 continuation.resume(returning: handle)
@@ -301,9 +306,10 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// Whether the connection is still usable (a cheap local check, no round trip).
+    /// Whether the connection is still usable: a local check, no round trip, and no wait for the queue (a
+    /// caller on the cooperative pool must not block behind a long query); as of the last call made on it.
     public var isHealthy: Bool {
-        queue.sync { !isClosed && PQstatus(handle) == CONNECTION_OK }
+        lastKnownHealthy.withLock { $0 }
     }
 
     public func close() async {
@@ -311,6 +317,7 @@ public final class PostgresConnection: @unchecked Sendable {
             queue.async {
                 if !self.isClosed {
                     self.isClosed = true
+                    self.lastKnownHealthy.withLock { $0 = false }
                     PQfinish(self.handle)
                 }
                 continuation.resume()
@@ -327,7 +334,10 @@ public final class PostgresConnection: @unchecked Sendable {
                     continuation.resume(throwing: PostgresError(message: "the connection is closed"))
                     return
                 }
-                continuation.resume(with: Result { try body(self.handle) })
+                let result = Result { try body(self.handle) }
+                let healthy = PQstatus(self.handle) == CONNECTION_OK
+                self.lastKnownHealthy.withLock { $0 = healthy }
+                continuation.resume(with: result)
             }
         }
     }
@@ -408,4 +418,14 @@ func tlsConfigurationError(_ message: String) -> ConfigError? {
     ]
     guard let fix = fixes.first(where: { message.contains($0.0) })?.1 else { return nil }
     return ConfigError(key: "database.url", problem: "TLS: \(message)", fix: fix)
+}
+
+/// A connection pooler in front of the server refuses a replication connection: PgBouncer (before 1.23, and
+/// later ones unless set up for it) answers the startup packet with "unsupported startup parameter:
+/// replication". Retrying cannot help, so it is a configuration error.
+func poolerError(_ message: String, replication: Bool) -> ConfigError? {
+    guard replication, message.contains("unsupported startup parameter: replication") else { return nil }
+    return ConfigError(key: "database.url",
+                       problem: "it reaches a connection pooler, not PostgreSQL (\(message)); logical replication needs a direct connection",
+                       fix: "point database.url at the PostgreSQL server itself (its own host and port), not at PgBouncer or another pooler; or use source.kind: audit_log, which works through a pooler in session mode")
 }

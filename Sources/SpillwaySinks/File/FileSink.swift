@@ -4,12 +4,13 @@ import SpillwayCore
 /// Writes events as JSON Lines to a file (appending) or to standard output. A batch is acknowledged only
 /// after it is written in full and, for a file, fsync'd: a crash right after `deliver` returns loses nothing.
 public final class FileSink: ChangeSink, @unchecked Sendable {
-    // @unchecked Sendable: `descriptor` is written only under `lock`.
+    // @unchecked Sendable: `descriptor` is written only under `lock`; writes run on `queue`.
     public let name: String
     private let settings: FileSinkSettings
     /// The line for each event: Spillway's event, or another `format`.
     private let encoder: EventEncoder
     private let lock = NSLock()
+    private let queue = DispatchQueue(label: "spillway.file")
     private var descriptor: Int32
 
     public struct Error: Swift.Error, CustomStringConvertible {
@@ -82,6 +83,16 @@ public final class FileSink: ChangeSink, @unchecked Sendable {
             encoder.write(event, into: &buffer)
             buffer.append(0x0A)
         }
+        // write and fsync block: they run on the sink's own queue, never on the cooperative pool.
+        let bytes = buffer
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Swift.Error>) in
+            queue.async {
+                continuation.resume(with: Result { try self.append(bytes) })
+            }
+        }
+    }
+
+    private func append(_ buffer: [UInt8]) throws {
         try lock.withLock {
             // Where this batch starts: a write that fails half-way (a full disk) is cut back to it, so the retry
             // does not append to a fragment.

@@ -39,7 +39,7 @@ public actor NotifySink: ChangeSinkValidating {
         channels.reserveCapacity(batch.count)
         payloads.reserveCapacity(batch.count)
         for event in batch {
-            let channel = settings.channel.renderLeniently(event)
+            let channel = settings.channel.channel(for: event)
             guard !channel.isEmpty, channel.utf8.count <= 63 else {
                 throw Error(description: "sink '\(name)': channel '\(channel)' (event \(event.id)) is empty or longer than 63 bytes, "
                     + "PostgreSQL's limit. Fix: shorten \(settings.configKey).channel")

@@ -1,5 +1,10 @@
 import Testing
+import SpillwayApp
 @testable import SpillwayCore
+import SpillwayKafka
+import SpillwayRedis
+import SpillwaySinks
+import SpillwayWebhook
 
 private let minimalYAML = """
     database:
@@ -64,7 +69,7 @@ struct ConfigTests {
         #expect(sink.name == "out")
         #expect(sink.kind == "file")
         #expect(sink.filter == EventFilter())
-        guard case .file(let file) = sink.settings else { Issue.record("expected a file sink"); return }
+        guard let file = sink.settings as? FileSinkSettings else { Issue.record("expected a file sink"); return }
         #expect(file.path == "changes.jsonl")
         #expect(file.fsync == true)
         #expect(!file.isStandardOutput)
@@ -122,7 +127,7 @@ struct ConfigTests {
         #expect(config.sinks.map(\.name) == ["stdout", "archive"])
         #expect(config.sinks[0].filter == EventFilter(
             tables: [QualifiedName(schema: "public", name: "products")], operations: [.insert, .delete]))
-        guard case .file(let stdout) = config.sinks[0].settings else { Issue.record("expected a file sink"); return }
+        guard let stdout = config.sinks[0].settings as? FileSinkSettings else { Issue.record("expected a file sink"); return }
         #expect(stdout.isStandardOutput)
         #expect(stdout.fsync == false)
     }
@@ -493,5 +498,33 @@ struct DurationTextTests {
             precondition(DurationText.parse("1e300s") == nil, "1e300s was accepted")
             precondition(DurationText.parse("9999999999999999h") == nil, "9999999999999999h was accepted")
         }
+    }
+}
+
+@Suite("Pooled endpoints")
+struct PooledEndpointTests {
+    static func yaml(kind: String, url: String) -> String {
+        """
+        database: {url: "\(url)"}
+        source: {kind: \(kind), tables: [public.products]}
+        sinks: [{name: out, kind: file, path: "-"}]
+        """
+    }
+
+    @Test func replicationRefusesANeonPoolerHost() {
+        for url in ["postgres://u:p@ep-cool-dawn-123-pooler.us-east-2.aws.neon.tech/db?sslmode=require",
+                    "host=ep-x-POOLER.eu-central-1.aws.neon.tech dbname=db"] {
+            #expect {
+                _ = try SpillwayConfig.parse(yaml: Self.yaml(kind: "replication", url: url))
+            } throws: { error in
+                guard let error = error as? ConfigError else { return false }
+                return error.key == "database.url" && error.problem.contains("pooled endpoint") && error.fix.contains("without -pooler")
+            }
+        }
+    }
+
+    @Test func auditLogAndDirectHostsAreFine() throws {
+        _ = try SpillwayConfig.parse(yaml: Self.yaml(kind: "audit_log", url: "postgres://u@ep-x-pooler.us-east-2.aws.neon.tech/db"))
+        _ = try SpillwayConfig.parse(yaml: Self.yaml(kind: "replication", url: "postgres://u@ep-x.us-east-2.aws.neon.tech/db"))
     }
 }

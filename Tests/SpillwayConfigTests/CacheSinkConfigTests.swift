@@ -1,5 +1,10 @@
 import Testing
+import SpillwayApp
 @testable import SpillwayCore
+import SpillwayKafka
+import SpillwayRedis
+import SpillwaySinks
+import SpillwayWebhook
 
 /// A config with the given sinks, capturing public.products and public.events.
 private func yaml(sinks: String) -> String {
@@ -38,7 +43,7 @@ struct CacheSinkConfigTests {
                   events: "event:{key.id}"
             """)
         #expect(sink.kind == "redis")
-        guard case .redis(let redis) = sink.settings else { Issue.record("expected redis"); return }
+        guard let redis = sink.settings as? RedisSinkSettings else { Issue.record("expected redis"); return }
         #expect(redis.url == RedisURL(host: "cache.internal", port: 6379, database: 0))
         #expect(redis.action == .del)
         #expect(redis.timeout == .seconds(5))
@@ -54,14 +59,14 @@ struct CacheSinkConfigTests {
         let sink = try parse("""
               - {name: bus, kind: redis, url: "redis://h:7000/2", action: publish, channel: "inv:{table}", payload: key, timeout: 250ms}
             """)
-        guard case .redis(let redis) = sink.settings else { Issue.record("expected redis"); return }
+        guard let redis = sink.settings as? RedisSinkSettings else { Issue.record("expected redis"); return }
         #expect(redis.action == .publish)
         #expect(redis.channel.text == "inv:{table}")
         #expect(redis.payload == .key)
         #expect(redis.timeout == .milliseconds(250))
         #expect(redis.url.port == 7000 && redis.url.database == 2)
         let defaults = try parse("  - {name: bus, kind: redis, url: \"redis://h\", action: publish}")
-        guard case .redis(let plain) = defaults.settings else { Issue.record("expected redis"); return }
+        guard let plain = defaults.settings as? RedisSinkSettings else { Issue.record("expected redis"); return }
         #expect(plain.channel.text == "spillway:{schema}.{table}")
         #expect(plain.payload == .event)
     }
@@ -83,7 +88,7 @@ struct CacheSinkConfigTests {
         let sink = try parse("""
               - {name: cache, kind: redis, url: "redis://:${REDIS_PASSWORD}@h:6379/0", keys: {public.products: "p:{key.id}"}}
             """, environment: ["REDIS_PASSWORD": "p@ss/w:rd"])
-        guard case .redis(let redis) = sink.settings else { Issue.record("expected redis"); return }
+        guard let redis = sink.settings as? RedisSinkSettings else { Issue.record("expected redis"); return }
         #expect(redis.url.password == "p@ss/w:rd")
         #expect(redis.url.host == "h")
         #expect(!redis.url.description.contains("p@ss"))
@@ -107,9 +112,9 @@ struct CacheSinkConfigTests {
              "'drop' is not one of del, publish"),
             ("  - {name: c, kind: redis, url: \"redis://h\"}", "sinks[0].keys", "is required with action: del"),
             ("  - {name: c, kind: redis, url: \"redis://h\", keys: {public.products: \"p:{id}\"}}", "sinks[0].keys.public.products[0]",
-             "'p:{id}' uses an unknown placeholder field '{id}'"),
+             "'p:{id}' uses {id}, the change event's id, which never names a cached row"),
             ("  - {name: c, kind: redis, url: \"redis://h\", keys: {public.products: [\"a\", \"p:{new.id}\"]}}", "sinks[0].keys.public.products[1]",
-             "'p:{new.id}' uses an unknown placeholder field '{new.id}'"),
+             "'p:{new.id}' uses an unknown placeholder '{new.id}' (column 3)"),
             ("  - {name: c, kind: redis, url: \"redis://h\", keys: {public.nope: \"p:{key.id}\"}}", "sinks[0].keys.public.nope",
              "table public.nope is not captured (not in source.tables)"),
             ("  - {name: c, kind: redis, url: \"redis://h\", tables: [public.events], keys: {public.products: \"p\"}}", "sinks[0].keys.public.products",
@@ -131,11 +136,11 @@ struct CacheSinkConfigTests {
 
     @Test func notifyDefaultsAndErrors() throws {
         let sink = try parse("  - {name: n, kind: notify}")
-        guard case .notify(let notify) = sink.settings else { Issue.record("expected notify"); return }
+        guard let notify = sink.settings as? NotifySinkSettings else { Issue.record("expected notify"); return }
         #expect(notify.url == nil)
         #expect(notify.channel.text == "spillway_{table}")
         let custom = try parse("  - {name: n, kind: notify, url: \"postgres://other/db\", channel: \"changes_{schema}\"}")
-        guard case .notify(let other) = custom.settings else { Issue.record("expected notify"); return }
+        guard let other = custom.settings as? NotifySinkSettings else { Issue.record("expected notify"); return }
         #expect(other.url == "postgres://other/db")
         #expect(other.channel.text == "changes_{schema}")
         #expect(configError("  - {name: n, kind: notify, channel: \"c_{row}\"}")?.key == "sinks[0].channel")
@@ -151,7 +156,7 @@ struct CacheSinkConfigTests {
                   public.events: [public.event_counts, public.event_totals]
                   public.products: [public.event_counts]
             """)
-        guard case .refresh(let refresh) = sink.settings else { Issue.record("expected refresh"); return }
+        guard let refresh = sink.settings as? RefreshSinkSettings else { Issue.record("expected refresh"); return }
         #expect(refresh.minInterval == .seconds(1))
         #expect(refresh.url == nil)
         #expect(refresh.allViews.map(\.description) == ["public.event_counts", "public.event_totals"])
@@ -161,11 +166,11 @@ struct CacheSinkConfigTests {
         #expect(refresh.views(affectedBy: [other]).isEmpty)
 
         let fast = try parse("  - {name: v, kind: refresh, min_interval: 250ms, views: {public.events: public.mv}}")
-        guard case .refresh(let quick) = fast.settings else { Issue.record("expected refresh"); return }
+        guard let quick = fast.settings as? RefreshSinkSettings else { Issue.record("expected refresh"); return }
         #expect(quick.minInterval == .milliseconds(250))
         #expect(!quick.views[0].discoversViews)
         let auto = try parse("  - {name: v, kind: refresh, views: {public.events: [auto, public.extra]}}")
-        guard case .refresh(let discovering) = auto.settings else { Issue.record("expected refresh"); return }
+        guard let discovering = auto.settings as? RefreshSinkSettings else { Issue.record("expected refresh"); return }
         #expect(discovering.views[0].discoversViews)
         #expect(discovering.views[0].views.map(\.description) == ["public.extra"])
 

@@ -1,3 +1,7 @@
+import Foundation
+import Logging
+import SpillwayCore
+
 /// `sinks[]` keys of `kind: webhook`.
 public struct WebhookSinkSettings: Sendable {
     public enum Body: Sendable {
@@ -6,7 +10,7 @@ public struct WebhookSinkSettings: Sendable {
         /// One request per up to `batchSize` events; the body is a JSON array of events.
         case batch
         /// One request per event; the body is the template rendered over the event.
-        case template(WebhookTemplate)
+        case template(EventTemplate)
     }
 
     public enum OnFailure: String, Sendable, CaseIterable {
@@ -28,7 +32,7 @@ public struct WebhookSinkSettings: Sendable {
     }
 
     /// The endpoint; may hold placeholders (`https://api.example.com/hooks/{table}`), percent-encoded.
-    public var url: WebhookTemplate
+    public var url: EventTemplate
     /// Extra request headers, `${VAR}` expanded from the environment at start-up.
     public var headers: [Header]
     /// Default: `event`.
@@ -44,7 +48,7 @@ public struct WebhookSinkSettings: Sendable {
     /// Default: `dead_letter`.
     public var onFailure: OnFailure
 
-    public init(url: WebhookTemplate, headers: [Header] = [], body: Body = .event, batchSize: Int = 100,
+    public init(url: EventTemplate, headers: [Header] = [], body: Body = .event, batchSize: Int = 100,
                 timeout: Duration = .seconds(10), concurrency: Int = 1, secrets: [String] = [],
                 onFailure: OnFailure = .deadLetter) {
         self.url = url
@@ -60,20 +64,22 @@ public struct WebhookSinkSettings: Sendable {
     /// The secrets' keys: the base64 part after `whsec_`, decoded.
     public var secretKeys: [[UInt8]] { secrets.compactMap(Self.decodeSecret) }
 
-    static let keys = ["url", "headers", "body", "template", "batch_size", "timeout", "concurrency", "secret", "secrets", "on_failure"]
 
     public static func decodeSecret(_ secret: String) -> [UInt8]? {
         guard secret.hasPrefix("whsec_") else { return nil }
-        return Base64.decode(String(secret.dropFirst("whsec_".count)))
+        var encoded = String(secret.dropFirst("whsec_".count))
+        if encoded.count % 4 != 0 { encoded += String(repeating: "=", count: 4 - encoded.count % 4) }  // padding is optional
+        return Data(base64Encoded: encoded).map(Array.init)
     }
 
-    static func parse(_ r: inout ConfigReader, environment: [String: String]) throws(ConfigError) -> WebhookSinkSettings {
+    public static func parse(_ r: inout ConfigReader, context: SinkParseContext) throws(ConfigError) -> WebhookSinkSettings {
+        let environment = context.environment
         let urlText = try r.string("url", fix: "set url to the endpoint, e.g. https://api.example.com/hooks/{table}")
         guard urlText.hasPrefix("http://") || urlText.hasPrefix("https://") else {
             throw ConfigError(key: r.keyPath("url"), problem: "'\(urlText)' is not an http:// or https:// URL",
                               fix: "write the full URL, e.g. https://api.example.com/hooks/{table}")
         }
-        var settings = WebhookSinkSettings(url: try WebhookTemplate(parsing: urlText, key: r.keyPath("url")))
+        var settings = WebhookSinkSettings(url: try EventTemplate(parsing: urlText, key: r.keyPath("url"), use: .webhookURL))
         for (name, value) in try r.stringMap("headers") ?? [] {
             let key = r.keyPath("headers.\(name)")
             guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") }) else {
@@ -95,7 +101,7 @@ public struct WebhookSinkSettings: Sendable {
                 throw ConfigError(key: r.keyPath("template"), problem: "is required with body: template",
                                   fix: #"set template, e.g. template: '{"slug": "{after.slug}"}'"#)
             }
-            let parsed = try WebhookTemplate(parsing: template, key: r.keyPath("template"))
+            let parsed = try EventTemplate(parsing: template, key: r.keyPath("template"), use: .webhookBody)
             try validateJSON(parsed, key: r.keyPath("template"))
             settings.body = .template(parsed)
         default:
@@ -135,19 +141,14 @@ public struct WebhookSinkSettings: Sendable {
     }
 
     /// Renders the template over a sample event whose every value is a string and checks the result parses.
-    static func validateJSON(_ template: WebhookTemplate, key: String) throws(ConfigError) {
+    static func validateJSON(_ template: EventTemplate, key: String) throws(ConfigError) {
         var row = JSONObject()
-        for segment in template.segments {
-            if case .field(let field, _) = segment {
-                switch field {
-                case .key(let c), .after(let c), .before(let c): row[c] = .string("x\"\\y")
-                default: break
-                }
-            }
+        for case let column? in template.fields.map(\.column) {
+            row[column] = .string("x\"\\y")
         }
         let sample = ChangeEvent(id: "1-1", op: .update, schema: "public", table: "t", key: row, before: row, after: row,
                                  position: "1/1", tenant: "x")
-        let rendered = template.render(sample, escaping: .json)
+        let rendered = template.rendered(sample, as: .json)
         do {
             _ = try JSONParser.parse(rendered)
         } catch {
@@ -157,30 +158,19 @@ public struct WebhookSinkSettings: Sendable {
     }
 }
 
-/// Standard base64 (RFC 4648, padding optional), for webhook secrets; the core has no Foundation.
-public enum Base64 {
-    public static func decode(_ text: String) -> [UInt8]? {
-        var out: [UInt8] = []
-        var buffer: UInt32 = 0
-        var bits = 0
-        for byte in text.utf8 {
-            let value: UInt8
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"): value = byte - UInt8(ascii: "A")
-            case UInt8(ascii: "a")...UInt8(ascii: "z"): value = byte - UInt8(ascii: "a") + 26
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = byte - UInt8(ascii: "0") + 52
-            case UInt8(ascii: "+"): value = 62
-            case UInt8(ascii: "/"): value = 63
-            case UInt8(ascii: "="): continue
-            default: return nil
-            }
-            buffer = (buffer << 6) | UInt32(value)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8((buffer >> UInt32(bits)) & 0xFF))
-            }
-        }
-        return out
+extension WebhookSinkSettings: SinkSettings {
+    public static let kind = "webhook"
+
+    public func makeSink(_ context: SinkContext) async throws -> any ChangeSink {
+        let webhook = WebhookSink(name: context.name, settings: self, databaseURL: context.databaseURL,
+                                  schema: context.schema, encoder: context.encoder, logger: Logger(label: "spillway.webhook"))
+        await webhook.start()
+        return webhook
+    }
+
+    public func refusal(of format: EventFormat) -> (problem: String, fix: String)? {
+        guard case .template = body else { return nil }
+        return ("format: \(format.rawValue) does not go with a body template, which writes its own body",
+                "use `body: event` (or batch) with format, or drop format")
     }
 }

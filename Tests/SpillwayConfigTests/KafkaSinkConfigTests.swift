@@ -1,5 +1,10 @@
 import Testing
+import SpillwayApp
 @testable import SpillwayCore
+import SpillwayKafka
+import SpillwayRedis
+import SpillwaySinks
+import SpillwayWebhook
 
 /// A config with one kafka sink whose keys (after name and kind) are `sink`, indented by 4.
 private func kafkaYAML(_ sink: String, tables: String = "[public.products, public.orders]", consumer: String = "search-sync") -> String {
@@ -20,7 +25,7 @@ private func kafkaYAML(_ sink: String, tables: String = "[public.products, publi
 private func kafkaSettings(_ sink: String, consumer: String = "search-sync",
                            environment: [String: String] = [:]) throws -> KafkaSinkSettings {
     let config = try SpillwayConfig.parse(yaml: kafkaYAML(sink, consumer: consumer), environment: environment)
-    guard case .kafka(let settings) = config.sinks[1].settings else {
+    guard let settings = config.sinks[1].settings as? KafkaSinkSettings else {
         Issue.record("sinks[1] is not a kafka sink")
         throw ConfigError(key: "sinks[1]", problem: "not kafka", fix: "")
     }
@@ -70,7 +75,7 @@ struct KafkaSinkConfigTests {
             """)
         #expect(settings.brokers == ["kafka-1:9092", "kafka-2:9092", "kafka-3:9093"])
         #expect(settings.prefix == "neon")
-        #expect(settings.topic.placeholders == [.prefix, .tenant, .table])
+        #expect(settings.topic.fields == [.prefix, .tenant, .table])
         #expect(settings.topics[QualifiedName(schema: "public", name: "products")]?.text == "products-topic")
         #expect(settings.topics[QualifiedName(schema: "public", name: "orders")]?.text == "{prefix}.orders-{op}")
         #expect(settings.tombstones)
@@ -81,23 +86,23 @@ struct KafkaSinkConfigTests {
     @Test func prefixNeonSendsProductsToNeonPublicProducts() throws {
         let settings = try kafkaSettings("brokers: k:9092\nprefix: neon")
         let products = event()
-        #expect(settings.template(schema: "public", table: "products").render(products, prefix: settings.prefix) == "neon.public.products")
+        #expect(settings.template(schema: "public", table: "products").rendered(products, as: .topicName, prefix: settings.prefix) == "neon.public.products")
     }
 
     @Test func perTableOverridesWinAndMayBeTemplates() throws {
         let settings = try kafkaSettings("brokers: k:9092\nprefix: p\ntopics: {public.products: products-topic, public.orders: \"{prefix}-orders.{op}\"}")
-        #expect(settings.template(schema: "public", table: "products").render(event(), prefix: "p") == "products-topic")
+        #expect(settings.template(schema: "public", table: "products").rendered(event(), as: .topicName, prefix: "p") == "products-topic")
         let order = event(table: "orders", op: .delete)
-        #expect(settings.template(schema: "public", table: "orders").render(order, prefix: "p") == "p-orders.delete")
+        #expect(settings.template(schema: "public", table: "orders").rendered(order, as: .topicName, prefix: "p") == "p-orders.delete")
         #expect(settings.template(schema: "public", table: "other").text == "{prefix}.{schema}.{table}")
     }
 
     @Test func renderingSanitisesValuesAndFallsBackForAMissingTenant() throws {
-        let template = try TopicTemplate("{prefix}.{tenant}.{schema}.{table}.{op}")
-        #expect(template.render(event(tenant: "acme"), prefix: "x") == "x.acme.public.products.insert")
-        #expect(template.render(event(tenant: nil), prefix: "x") == "x._none.public.products.insert")
-        #expect(template.render(event(tenant: ""), prefix: "x") == "x._none.public.products.insert")
-        #expect(template.render(event(schema: "Sales Data", table: "größe", tenant: "org/1"), prefix: "a b")
+        let template = try EventTemplate(parsing: "{prefix}.{tenant}.{schema}.{table}.{op}")
+        #expect(template.rendered(event(tenant: "acme"), as: .topicName, prefix: "x") == "x.acme.public.products.insert")
+        #expect(template.rendered(event(tenant: nil), as: .topicName, prefix: "x") == "x._none.public.products.insert")
+        #expect(template.rendered(event(tenant: ""), as: .topicName, prefix: "x") == "x._none.public.products.insert")
+        #expect(template.rendered(event(schema: "Sales Data", table: "größe", tenant: "org/1"), as: .topicName, prefix: "a b")
                 == "a_b.org_1.Sales_Data.gr__e.insert")
     }
 
@@ -106,9 +111,9 @@ struct KafkaSinkConfigTests {
     }
 
     @Test(arguments: [
-        ("\"{prefix}.{schema}.{tabel}\"", "unknown placeholder '{tabel}'"),
-        ("\"{prefix}.{schema\"", "without its '}'"),
-        ("\"prefix}.x\"", "without its '{'"),
+        ("\"{prefix}.{schema}.{tabel}\"", "unknown placeholder '{tabel}' (column 19)"),
+        ("\"{prefix}.{schema\"", "contains '{'"),
+        ("\"prefix}.x\"", "contains '}'"),
         ("orders topic", "contains ' '"),
         ("\"\"", "empty"),
         ("", "empty"),

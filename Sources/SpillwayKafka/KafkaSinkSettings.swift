@@ -1,3 +1,6 @@
+import Logging
+import SpillwayCore
+
 /// Settings of a `kind: kafka` sink (see README, "Kafka sink").
 public struct KafkaSinkSettings: Sendable {
     /// The bootstrap brokers, `host:port` each. Required.
@@ -5,9 +8,9 @@ public struct KafkaSinkSettings: Sendable {
     /// What `{prefix}` renders as. Default: the consumer name.
     public var prefix: String
     /// The topic of every table without an override. Default: `{prefix}.{schema}.{table}`.
-    public var topic: TopicTemplate
+    public var topic: EventTemplate
     /// Per-table topics (templates allowed), overriding `topic`. Default: none.
-    public var topics: [QualifiedName: TopicTemplate]
+    public var topics: [QualifiedName: EventTemplate]
     /// After a delete, also send a null-value message with the same key, so log compaction can drop the
     /// row. Default: false.
     public var tombstones: Bool
@@ -18,7 +21,7 @@ public struct KafkaSinkSettings: Sendable {
     /// retried (librdkafka's `message.timeout.ms`). Default: 30s.
     public var timeout: Duration
 
-    public init(brokers: [String], prefix: String, topic: TopicTemplate = .standard, topics: [QualifiedName: TopicTemplate] = [:],
+    public init(brokers: [String], prefix: String, topic: EventTemplate = .standardTopic, topics: [QualifiedName: EventTemplate] = [:],
                 tombstones: Bool = false, properties: [String: String] = [:], timeout: Duration = .seconds(30)) {
         self.brokers = brokers
         self.prefix = prefix
@@ -30,7 +33,7 @@ public struct KafkaSinkSettings: Sendable {
     }
 
     /// The template for events of `schema.table`.
-    public func template(schema: String, table: String) -> TopicTemplate {
+    public func template(schema: String, table: String) -> EventTemplate {
         topics.isEmpty ? topic : topics[QualifiedName(schema: schema, name: table)] ?? topic
     }
 
@@ -41,11 +44,15 @@ public struct KafkaSinkSettings: Sendable {
     ]
 }
 
-extension KafkaSinkSettings {
-    /// Reads a kafka sink's own keys. `consumer` is the default prefix; `tables` are the tables this sink
-    /// can receive (a per-table topic for any other table is a typo).
-    static func parse(_ r: inout ConfigReader, consumer: String, tables: [QualifiedName],
-                      environment: [String: String]) throws(ConfigError) -> KafkaSinkSettings {
+extension KafkaSinkSettings: SinkSettings {
+    public static let kind = "kafka"
+
+    /// Reads a kafka sink's own keys. The consumer name is the default prefix; a per-table topic for a table
+    /// this sink does not receive is a typo.
+    public static func parse(_ r: inout ConfigReader, context: SinkParseContext) throws(ConfigError) -> KafkaSinkSettings {
+        let consumer = context.consumer
+        let tables = context.tables
+        let environment = context.environment
         guard let brokerList = try r.stringList("brokers"), !brokerList.isEmpty else {
             throw ConfigError(key: r.keyPath("brokers"), problem: "is required",
                               fix: "list the bootstrap brokers, e.g. `brokers: [kafka-1:9092, kafka-2:9092]`")
@@ -72,11 +79,11 @@ extension KafkaSinkSettings {
             prefix = TopicName.sanitized(consumer)
         }
 
-        var topic = TopicTemplate.standard
+        var topic = EventTemplate.standardTopic
         let isTopicSet = r.has("topic")  // `topic:` with no value is an empty template, not the default
         let topicText = try r.optionalString("topic")
         if isTopicSet { topic = try template(topicText ?? "", key: r.keyPath("topic")) }
-        var topics: [QualifiedName: TopicTemplate] = [:]
+        var topics: [QualifiedName: EventTemplate] = [:]
         for (name, text) in try r.stringMap("topics") ?? [] {
             let key = "\(r.keyPath("topics")).\(name)"
             guard let table = QualifiedName(parsing: name) else {
@@ -109,11 +116,42 @@ extension KafkaSinkSettings {
                                  properties: properties, timeout: timeout)
     }
 
-    private static func template(_ text: String, key: String) throws(ConfigError) -> TopicTemplate {
+    private static func template(_ text: String, key: String) throws(ConfigError) -> EventTemplate {
+        try EventTemplate(parsing: text, key: key, use: .kafkaTopic)
+    }
+
+    /// librdkafka must know and accept each property: checked without connecting, by every command.
+    public func validateOffline(keyPath: String) throws(ConfigError) {
         do {
-            return try TopicTemplate(text)
+            try KafkaSink.validate(self)
         } catch {
-            throw ConfigError(key: key, problem: error.problem, fix: error.fix)
+            throw error.configError(sink: keyPath)
         }
+    }
+
+    public func makeSink(_ context: SinkContext) async throws -> any ChangeSink {
+        var logger = Logger(label: "spillway.kafka")
+        logger[metadataKey: "sink"] = "\(context.name)"
+        do {
+            return try KafkaSink(name: context.name, settings: self, encoder: context.encoder, logger: logger)
+        } catch {
+            throw error.configError(sink: context.keyPath)
+        }
+    }
+
+    public func refusal(of format: EventFormat) -> (problem: String, fix: String)? { nil }
+}
+
+extension KafkaSinkError {
+    /// A property error as a config error naming its key, e.g. `sinks[0].properties.linger.ms`.
+    func configError(sink keyPath: String) -> ConfigError {
+        let key: String
+        switch property {
+        case "bootstrap.servers": key = "\(keyPath).brokers"
+        case "message.timeout.ms": key = "\(keyPath).timeout"
+        case let property?: key = "\(keyPath).properties.\(property)"
+        case nil: key = "\(keyPath).properties"
+        }
+        return ConfigError(key: key, problem: problem, fix: fix)
     }
 }

@@ -1,3 +1,5 @@
+import SpillwayCore
+
 /// `redis://[[user]:password@]host[:port][/db]`, parsed. `description` never shows the password.
 public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
     public var host: String

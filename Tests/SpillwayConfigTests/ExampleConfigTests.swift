@@ -1,6 +1,11 @@
 import Foundation
 import Testing
+import SpillwayApp
 @testable import SpillwayCore
+import SpillwayKafka
+import SpillwayRedis
+import SpillwaySinks
+import SpillwayWebhook
 
 @Suite("the example configs in Config/")
 struct ExampleConfigTests {

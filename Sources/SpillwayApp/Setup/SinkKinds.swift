@@ -1,0 +1,24 @@
+import SpillwayCore
+import SpillwayKafka
+import SpillwayRedis
+import SpillwaySinks
+import SpillwayWebhook
+
+/// Every sink kind `kind:` may name: one line per sink module's settings type.
+public enum SinkKinds {
+    public static let all: [any SinkSettings.Type] = [
+        FileSinkSettings.self,
+        KafkaSinkSettings.self,
+        WebhookSinkSettings.self,
+        RedisSinkSettings.self,
+        NotifySinkSettings.self,
+        RefreshSinkSettings.self,
+    ]
+}
+
+extension SpillwayConfig {
+    /// Parses and validates YAML with every built-in sink kind.
+    public static func parse(yaml: String, environment: [String: String] = [:]) throws(ConfigError) -> SpillwayConfig {
+        try parse(yaml: yaml, environment: environment, sinkKinds: SinkKinds.all)
+    }
+}
