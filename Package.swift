@@ -110,6 +110,8 @@ let package = Package(
                 "SpillwayRedis",
                 "SpillwayWebhook",
                 "SpillwayKafka",
+                // HMAC-SHA256 for hashed columns (`source.tables[].mask`).
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -158,7 +160,7 @@ let package = Package(
             name: "SpillwayIntegrationTests",
             dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka", "SpillwayRedis",
                            "SpillwayWebhook", "SpillwayTestSupport", .product(name: "Logging", package: "swift-log")],
-            exclude: ["Support/webhook_receiver.py"]
+            exclude: ["Support/webhook_receiver.py", "Support/debezium_consumer.py"]
         ),
         .testTarget(
             name: "SpillwayKafkaTests",

@@ -18,7 +18,11 @@ extension KafkaSink {
     /// JSON (nil for a table without primary key), value = the event JSON, headers `spillway-id`,
     /// `spillway-op`, `spillway-table`, `spillway-txid` and `spillway-tenant` (the last two when known).
     /// Throws when an event's topic renders to a name Kafka refuses.
-    static func records(for events: [ChangeEvent], settings: KafkaSinkSettings) throws(KafkaSinkError) -> Records {
+    ///
+    /// `encoder` writes the value (`format: debezium`: Debezium's envelope, and a tombstone after every
+    /// keyed delete, as Debezium sends by default).
+    static func records(for events: [ChangeEvent], settings: KafkaSinkSettings,
+                        encoder: EventEncoder = .spillway) throws(KafkaSinkError) -> Records {
         var records = Records(batch: KafkaRecordBatch(headerNames: headerNames, capacity: events.count))
         records.eventIndices.reserveCapacity(events.count)
         // Rendering and checking a topic name per record cost more than the rest of the record; a batch
@@ -34,14 +38,14 @@ extension KafkaSink {
                 topics[cacheKey] = topic
             }
             let key = event.key.map { key in records.batch.append { JSONEncoding.write(key, into: &$0) } }
-            let value = records.batch.append { event.writeJSON(into: &$0) }
+            let value = records.batch.append { encoder.write(event, into: &$0) }
             let firstHeader = records.batch.headers.count
             appendHeaders(for: event, to: &records.batch)
             records.batch.addRecord(topic: topic, key: key, value: value, firstHeader: firstHeader)
             records.eventIndices.append(index)
             // A tombstone needs a key: compaction removes the records with the same key. A table without
             // primary key has none, and a truncate names no row.
-            if settings.tombstones, event.op == .delete, key != nil {
+            if settings.tombstones || encoder.alwaysSendsTombstones, event.op == .delete, key != nil {
                 records.batch.addTombstone(after: records.batch.count - 1)
                 records.eventIndices.append(index)
             }

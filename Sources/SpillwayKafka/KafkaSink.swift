@@ -13,6 +13,8 @@ import Synchronization
 public final class KafkaSink: PipelinedChangeSink, ChangeSinkValidating {
     public let name: String
     private let settings: KafkaSinkSettings
+    /// The record value for each event: Spillway's event, or another `format`.
+    private let encoder: EventEncoder
     private let properties: [String: String]
     private let logger: Logger
     /// Replaced after a fatal producer error (the idempotent producer cannot continue after one).
@@ -20,7 +22,8 @@ public final class KafkaSink: PipelinedChangeSink, ChangeSinkValidating {
 
     /// Creates the producer; nothing is sent until the first `deliver`. Throws `invalidConfiguration` or
     /// `clientCreation` for properties librdkafka refuses.
-    public init(name: String, settings: KafkaSinkSettings, logger: Logger) throws(KafkaSinkError) {
+    public init(name: String, settings: KafkaSinkSettings, encoder: EventEncoder = .spillway, logger: Logger) throws(KafkaSinkError) {
+        self.encoder = encoder
         self.name = name
         self.settings = settings
         self.properties = Self.producerProperties(settings)
@@ -72,8 +75,8 @@ public final class KafkaSink: PipelinedChangeSink, ChangeSinkValidating {
     public func submit(_ batch: [ChangeEvent]) async throws -> SinkAcknowledgement {
         guard !batch.isEmpty else { return .immediate }
         let client = producer.withLock { $0 }
-        let settings = settings
-        let pending = client.enqueue { () throws(KafkaSinkError) -> KafkaRecordBatch in try Self.records(for: batch, settings: settings).batch }
+        let settings = settings, encoder = encoder
+        let pending = client.enqueue { () throws(KafkaSinkError) -> KafkaRecordBatch in try Self.records(for: batch, settings: settings, encoder: encoder).batch }
         return SinkAcknowledgement {
             do throws(KafkaSinkError) {
                 _ = try await pending.delivered()
@@ -93,7 +96,7 @@ public final class KafkaSink: PipelinedChangeSink, ChangeSinkValidating {
     private func describe(_ error: KafkaSinkError, batch: [ChangeEvent], client: KafkaProducerClient) -> KafkaSinkError {
         var described = error
         // Records are rebuilt only on this path: they map the failed record back to its event.
-        if let index = error.messageIndex, let records = try? Self.records(for: batch, settings: settings),
+        if let index = error.messageIndex, let records = try? Self.records(for: batch, settings: settings, encoder: encoder),
            records.eventIndices.indices.contains(index) {
             let event = batch[records.eventIndices[index]]
             described = described.withProblem { "event \(event.id) (\(event.qualifiedTable)): \($0)" }

@@ -133,11 +133,13 @@ extension KafkaSinkSettings: SinkSettings {
         var logger = Logger(label: "spillway.kafka")
         logger[metadataKey: "sink"] = "\(context.name)"
         do {
-            return try KafkaSink(name: context.name, settings: self, logger: logger)
+            return try KafkaSink(name: context.name, settings: self, encoder: context.encoder, logger: logger)
         } catch {
             throw error.configError(sink: context.keyPath)
         }
     }
+
+    public func refusal(of format: EventFormat) -> (problem: String, fix: String)? { nil }
 }
 
 extension KafkaSinkError {

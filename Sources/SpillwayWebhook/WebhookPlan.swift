@@ -16,10 +16,12 @@ public struct WebhookRequest: Sendable {
 /// messages, tables without a primary key) share one lane per table. `body: batch` requests go in one
 /// lane, in order: a batch mixes keys.
 public enum WebhookPlan {
-    public static func lanes(for batch: [ChangeEvent], settings: WebhookSinkSettings) -> [[WebhookRequest]] {
+    /// `encoder` writes each event of a `body: event` or `body: batch` request (`format`).
+    public static func lanes(for batch: [ChangeEvent], settings: WebhookSinkSettings,
+                             encoder: EventEncoder = .spillway) -> [[WebhookRequest]] {
         switch settings.body {
         case .batch:
-            return [batchRequests(batch, settings: settings)].filter { !$0.isEmpty }
+            return [batchRequests(batch, settings: settings, encoder: encoder)].filter { !$0.isEmpty }
         case .event, .template:
             let laneCount = max(1, settings.concurrency)
             var lanes: [[WebhookRequest]] = Array(repeating: [], count: laneCount)
@@ -33,7 +35,7 @@ public enum WebhookPlan {
                     lane = laneOfKey.count % laneCount
                     laneOfKey[partition] = lane
                 }
-                lanes[lane].append(request(for: event, settings: settings))
+                lanes[lane].append(request(for: event, settings: settings, encoder: encoder))
             }
             return lanes.filter { !$0.isEmpty }
         }
@@ -45,42 +47,43 @@ public enum WebhookPlan {
     }
 
     /// The request for one event (for `body: batch`, a batch of one).
-    public static func request(for event: ChangeEvent, settings: WebhookSinkSettings) -> WebhookRequest {
+    public static func request(for event: ChangeEvent, settings: WebhookSinkSettings,
+                               encoder: EventEncoder = .spillway) -> WebhookRequest {
         let url = settings.url.rendered(event, as: .url)
         switch settings.body {
         case .event:
-            return WebhookRequest(events: [event], url: url, body: event.jsonBytes, webhookID: event.id)
+            return WebhookRequest(events: [event], url: url, body: encoder.bytes(event), webhookID: event.id)
         case .template(let template):
             return WebhookRequest(events: [event], url: url, body: Array(template.rendered(event, as: .json).utf8),
                                   webhookID: event.id)
         case .batch:
-            return batchRequest([event], url: url)
+            return batchRequest([event], url: url, encoder: encoder)
         }
     }
 
     /// Consecutive events, up to `batch_size`, that render the same URL.
-    static func batchRequests(_ batch: [ChangeEvent], settings: WebhookSinkSettings) -> [WebhookRequest] {
+    static func batchRequests(_ batch: [ChangeEvent], settings: WebhookSinkSettings, encoder: EventEncoder) -> [WebhookRequest] {
         var requests: [WebhookRequest] = []
         var current: [ChangeEvent] = []
         var currentURL = ""
         for event in batch {
             let url = settings.url.rendered(event, as: .url)
             if !current.isEmpty, url != currentURL || current.count >= settings.batchSize {
-                requests.append(batchRequest(current, url: currentURL))
+                requests.append(batchRequest(current, url: currentURL, encoder: encoder))
                 current = []
             }
             currentURL = url
             current.append(event)
         }
-        if !current.isEmpty { requests.append(batchRequest(current, url: currentURL)) }
+        if !current.isEmpty { requests.append(batchRequest(current, url: currentURL, encoder: encoder)) }
         return requests
     }
 
-    static func batchRequest(_ events: [ChangeEvent], url: String) -> WebhookRequest {
+    static func batchRequest(_ events: [ChangeEvent], url: String, encoder: EventEncoder) -> WebhookRequest {
         var body: [UInt8] = [UInt8(ascii: "[")]
         for (index, event) in events.enumerated() {
             if index > 0 { body.append(UInt8(ascii: ",")) }
-            JSONEncoding.write(event.json, into: &body)
+            encoder.write(event, into: &body)
         }
         body.append(UInt8(ascii: "]"))
         return WebhookRequest(events: events, url: url, body: body, webhookID: "\(events[0].id)+\(events.count)")

@@ -41,12 +41,15 @@ public final class WebhookSink: ChangeSink, Sendable {
     let logger: Logger
     let metrics: WebhookMetrics
     private let keys: [[UInt8]]
+    /// Each request's events as Spillway's event or another `format`.
+    public let encoder: EventEncoder
 
     /// `databaseURL`/`schema` locate the dead-letter table.
     public init(name: String, settings: WebhookSinkSettings, databaseURL: String, schema: String,
-                retry: RetryPolicy = RetryPolicy(), logger: Logger) {
+                encoder: EventEncoder = .spillway, retry: RetryPolicy = RetryPolicy(), logger: Logger) {
         self.name = name
         self.settings = settings
+        self.encoder = encoder
         self.retry = retry
         var logger = logger
         logger[metadataKey: "sink"] = "\(name)"
@@ -73,7 +76,7 @@ public final class WebhookSink: ChangeSink, Sendable {
     }
 
     public func deliver(_ batch: [ChangeEvent]) async throws {
-        let lanes = WebhookPlan.lanes(for: batch, settings: settings)
+        let lanes = WebhookPlan.lanes(for: batch, settings: settings, encoder: encoder)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in lanes {
                 group.addTask {

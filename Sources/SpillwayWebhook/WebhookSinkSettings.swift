@@ -163,8 +163,14 @@ extension WebhookSinkSettings: SinkSettings {
 
     public func makeSink(_ context: SinkContext) async throws -> any ChangeSink {
         let webhook = WebhookSink(name: context.name, settings: self, databaseURL: context.databaseURL,
-                                  schema: context.schema, logger: Logger(label: "spillway.webhook"))
+                                  schema: context.schema, encoder: context.encoder, logger: Logger(label: "spillway.webhook"))
         await webhook.start()
         return webhook
+    }
+
+    public func refusal(of format: EventFormat) -> (problem: String, fix: String)? {
+        guard case .template = body else { return nil }
+        return ("format: \(format.rawValue) does not go with a body template, which writes its own body",
+                "use `body: event` (or batch) with format, or drop format")
     }
 }

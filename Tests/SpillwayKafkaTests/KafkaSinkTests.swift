@@ -277,3 +277,22 @@ struct KafkaSinkFatalErrorTests {
         #expect(records.compactMap { $0.header("spillway-id") } == ["20-1", "20-2"])
     }
 }
+
+@Suite("Kafka sink records with format: debezium (no servers)")
+struct KafkaDebeziumRecordTests {
+    static let encoder = EventEncoder(format: .debezium, envelope: DebeziumEnvelope(serverName: "shop", database: "db"), now: { 1 })
+
+    @Test func valueIsTheEnvelopeKeyTheKeyAndDeletesGetTombstonesWhateverTheSetting() throws {
+        let events = [change("5-1", .insert, key: ["id": .number("3")]), change("5-2", .delete, key: ["id": .number("3")])]
+        let records = try KafkaSink.records(for: events, settings: settings(tombstones: false), encoder: Self.encoder)
+        try #require(records.messages.count == 3)
+        #expect(records.eventIndices == [0, 1, 1])
+        #expect(text(records.messages[0].key) == #"{"id":3}"#)
+        let value = try JSONParser.parse(try #require(text(records.messages[0].value))).objectValue
+        #expect(value?["op"] == .string("c"))
+        #expect(value?["source"]?.objectValue?["table"] == .string("products"))
+        #expect(try JSONParser.parse(try #require(text(records.messages[1].value))).objectValue?["op"] == .string("d"))
+        #expect(text(records.messages[2].key) == #"{"id":3}"#)
+        #expect(records.messages[2].value == nil, "a tombstone after the delete")
+    }
+}

@@ -16,7 +16,7 @@ struct OutageTests {
         #expect(try await mock.command("topic extra 5") == "ok")
         #expect(try await mock.command("down 7").hasPrefix("error: "))
         #expect(try await mock.command("dance").hasPrefix("error: "))
-        #expect(mock.stop() == 0, "SIGTERM is a clean exit")
+        #expect(mock.terminate() == 0, "SIGTERM is a clean exit")
     }
 
     @Test func fullOutageWithinMessageTimeoutLosesNothing() async throws {

@@ -111,10 +111,29 @@ public final class KafkaMockProcess: @unchecked Sendable {
         }
     }
 
-    /// Ends the tool with SIGTERM and waits for it; returns its exit status.
+    /// Ends the tool and waits for it; returns its exit status. `quit` and end of input first: a tool started
+    /// from a Dispatch worker inherits that thread's blocked signals and may never see a SIGTERM. SIGKILL
+    /// after 10 s, so a stuck tool never holds the test run.
     @discardableResult
     public func stop() -> Int32 {
+        if process.isRunning {
+            try? input.fileHandleForWriting.write(contentsOf: Data("quit\n".utf8))
+            try? input.fileHandleForWriting.close()
+            let deadline = Date().addingTimeInterval(10)
+            while process.isRunning, Date() < deadline { usleep(20_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// Sends SIGTERM and waits for the exit status (SIGKILL after 10 s): for tests of the tool's signal handling.
+    @discardableResult
+    public func terminate() -> Int32 {
         if process.isRunning { process.terminate() }
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning, Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         return process.terminationStatus
     }

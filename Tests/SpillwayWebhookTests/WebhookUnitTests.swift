@@ -134,3 +134,29 @@ struct WebhookUnitTests {
         #expect(error("secret: \(Self.secret)\nsecrets: [\(Self.secret)]")?.key == "sinks[0].secrets")
     }
 }
+
+@Suite("webhook bodies with format: debezium")
+struct WebhookDebeziumBodyTests {
+    static let encoder = EventEncoder(format: .debezium, envelope: DebeziumEnvelope(serverName: "shop", database: "db"), now: { 9 })
+    static let event = ChangeEvent(id: "1-1", op: .delete, schema: "public", table: "products", key: ["id": .integer(1)],
+                                   before: ["id": .integer(1)], position: "1/1")
+
+    @Test func oneEnvelopePerRequestWithTheEventsID() throws {
+        let settings = try WebhookUnitTests.settings()
+        let request = WebhookPlan.request(for: Self.event, settings: settings, encoder: Self.encoder)
+        let body = try #require(try JSONParser.parse(String(decoding: request.body, as: UTF8.self)).objectValue)
+        #expect(body["op"] == .string("d"))
+        #expect(body["before"] == .object(["id": .integer(1)]))
+        #expect(body["ts_ms"] == .number("9"))
+        #expect(request.webhookID == "1-1", "webhook-id stays the event id, stable across retries")
+    }
+
+    @Test func batchBodyIsAnArrayOfEnvelopes() throws {
+        let settings = try WebhookUnitTests.settings("body: batch")
+        let lanes = WebhookPlan.lanes(for: [Self.event, Self.event], settings: settings, encoder: Self.encoder)
+        let body = try JSONParser.parse(String(decoding: try #require(lanes.first?.first).body, as: UTF8.self))
+        guard case .array(let items) = body else { Issue.record("not an array"); return }
+        #expect(items.count == 2)
+        #expect(items.allSatisfy { $0.objectValue?["source"]?.objectValue?["connector"] == .string("postgresql") })
+    }
+}

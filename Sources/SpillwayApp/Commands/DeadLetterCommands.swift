@@ -29,7 +29,8 @@ public enum DeadLetterCommands {
             func closeSinks() async { for (sink, _) in sinks.values { try? await sink.close() } }
             do {
             for letter in try await store.list(sink: sink, id: id, on: connection) {
-                guard let settings = config.sinks.first(where: { $0.name == letter.sink })?.settings as? WebhookSinkSettings else {
+                guard let sinkConfig = config.sinks.first(where: { $0.name == letter.sink }),
+                      let settings = sinkConfig.settings as? WebhookSinkSettings else {
                     failed.append("\(letter.id): sink '\(letter.sink)' is not a webhook sink of this config")
                     continue
                 }
@@ -38,11 +39,12 @@ public enum DeadLetterCommands {
                     webhook = existing.0
                 } else {
                     webhook = WebhookSink(name: letter.sink, settings: settings, databaseURL: config.database.url,
-                                          schema: config.schema, logger: logger)
+                                          schema: config.schema, encoder: EventEncoding.encoder(for: sinkConfig, config: config),
+                                          logger: logger)
                     sinks[letter.sink] = (webhook, settings)
                 }
                 let event = try ChangeEvent(json: JSONParser.parse(letter.event))
-                switch await webhook.attempt(WebhookPlan.request(for: event, settings: settings)) {
+                switch await webhook.attempt(WebhookPlan.request(for: event, settings: settings, encoder: webhook.encoder)) {
                 case .delivered:
                     try await store.delete(id: letter.id, on: connection)
                     delivered += 1

@@ -34,6 +34,9 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
     private let options: PipelineOptions
     private let logger: Logger
     private let openSource: OpenSource
+    /// `source.tables[].columns` and `.mask`, applied to every batch before any sink (or a sink's `where`)
+    /// sees it.
+    private let masker: ColumnMasker
     public private(set) var deliveredEvents = 0
     private var latency = DeliveryLatencyLog()
 
@@ -46,6 +49,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
         logger[metadataKey: LogKey.consumer] = "\(config.consumer)"
         self.logger = logger
         self.openSource = openSource
+        masker = ColumnMasking.masker(for: config.source)
     }
 
     public func run() async throws {
@@ -128,7 +132,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
                 return
             }
             try await window.acquire(Self.windowShare(of: batch))
-            let submission = batch.events.isEmpty ? FanoutSubmission.empty : try await fanout.submit(batch.events)
+            let submission = batch.events.isEmpty ? FanoutSubmission.empty : try await fanout.submit(masker.apply(batch.events))
             let sequence = state.withLock { $0.read() }
             submitted.yield(InFlightBatch(sequence: sequence, batch: batch, submission: submission))
             if let end = batch.end { position = end }

@@ -32,7 +32,7 @@ extension Fanout {
     public func submit(_ events: [ChangeEvent]) async throws -> FanoutSubmission {
         var parts: [FanoutSubmission.Part] = []
         for route in routes {
-            let selected = route.filter.tables.isEmpty && route.filter.operations.isEmpty
+            let selected = route.filter.acceptsEverything
                 ? events : events.filter(route.filter.accepts)
             guard !selected.isEmpty else { continue }
             var part = FanoutSubmission.Part(route: route, events: selected)

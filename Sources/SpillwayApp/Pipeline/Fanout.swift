@@ -37,7 +37,7 @@ public struct Fanout: Sendable {
     public func deliver(_ events: [ChangeEvent], onFailure: @escaping @Sendable (String) async -> Void = { _ in }) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for route in routes {
-                let selected = route.filter.tables.isEmpty && route.filter.operations.isEmpty
+                let selected = route.filter.acceptsEverything
                     ? events : events.filter(route.filter.accepts)
                 guard !selected.isEmpty else { continue }
                 group.addTask {

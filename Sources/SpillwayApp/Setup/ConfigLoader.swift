@@ -28,8 +28,9 @@ public enum SinkFactory {
         var routes: [Fanout.Route] = []
         do {
             for (index, sink) in config.sinks.enumerated() {
-                let context = SinkContext(name: sink.name, databaseURL: config.database.url, schema: config.schema,
+                var context = SinkContext(name: sink.name, databaseURL: config.database.url, schema: config.schema,
                                           consumer: config.consumer, keyPath: "sinks[\(index)]")
+                context.encoder = EventEncoding.encoder(for: sink, config: config)
                 routes.append(Fanout.Route(sink: try await sink.settings.makeSink(context), filter: sink.filter))
             }
         } catch {

@@ -110,6 +110,16 @@ public struct ConfigReader {
         return items
     }
 
+    /// The items of a list (one value alone counts as a list of one), each still to be read.
+    mutating func list(_ key: String) throws(ConfigError) -> [Node]? {
+        guard let node = node(key) else { return nil }
+        if node.scalar != nil || node.mapping != nil { return [node] }
+        guard let sequence = node.sequence else {
+            throw ConfigError(key: keyPath(key), problem: "expected a list", fix: "write `\(key): [a, b]`")
+        }
+        return Array(sequence)
+    }
+
     public mutating func stringMap(_ key: String) throws(ConfigError) -> [(String, String)]? {
         guard let node = node(key) else { return nil }
         var reader = try ConfigReader(node: node, path: keyPath(key))

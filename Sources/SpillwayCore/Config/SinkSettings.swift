@@ -19,11 +19,20 @@ public protocol SinkSettings: Sendable {
     /// Opens the sink. Connections may be made lazily, so an unreachable destination is retried by the
     /// pipeline rather than failing the start; a configuration the destination's library refuses throws.
     func makeSink(_ context: SinkContext) async throws -> any ChangeSink
+
+    /// Why this sink cannot write events in `format` (`sinks[].format`), or nil when it can (then `makeSink`
+    /// gets the format's encoder in `context.encoder`). Default: refused — the sink writes keys or
+    /// notifications, not events.
+    func refusal(of format: EventFormat) -> (problem: String, fix: String)?
 }
 
 extension SinkSettings {
     public func validate(source: SourceConfig, filter: EventFilter, keyPath: String) throws(ConfigError) {}
     public func validateOffline(keyPath: String) throws(ConfigError) {}
+    public func refusal(of format: EventFormat) -> (problem: String, fix: String)? {
+        ("a \(Self.kind) sink writes keys or notifications, not events, so it has no format",
+         "remove format; it applies to file, kafka and webhook sinks")
+    }
 }
 
 /// What a sink's parser may need from the rest of the config.
@@ -50,6 +59,8 @@ public struct SinkContext: Sendable {
     public var consumer: String
     /// `sinks[i]`, for errors.
     public var keyPath: String
+    /// Writes each event in the sink's `format` (sinks that write whole events). Default: Spillway's event.
+    public var encoder: EventEncoder = .spillway
 
     public init(name: String, databaseURL: String, schema: String, consumer: String, keyPath: String) {
         self.name = name

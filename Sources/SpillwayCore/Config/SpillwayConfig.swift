@@ -64,6 +64,12 @@ public struct SourceConfig: Sendable {
     public var notify: Bool
     /// Replication settings; used when `kind` is `replication`.
     public var replication: ReplicationSettings = ReplicationSettings()
+    /// Per table: the columns it sends and how they are masked (`source.tables[]` written as objects).
+    /// Tables without an entry send every column as it is.
+    public var columnPolicies: [QualifiedName: ColumnPolicy] = [:]
+    /// `source.mask_key`: the HMAC key for `mask: {col: hash}` (`${NAME}` read from the environment).
+    /// Required when any column is hashed. A secret: never logged.
+    public var maskKey: String?
 
     public init(kind: Kind = .auditLog, tables: [QualifiedName], auditTable: QualifiedName? = nil,
                 pollInterval: Duration = .seconds(1), batchSize: Int = 1000, history: History = .include,
@@ -79,19 +85,27 @@ public struct SourceConfig: Sendable {
     }
 }
 
-/// Which events a sink takes. Empty sets mean all.
+/// Which events a sink takes. Empty sets (and no condition) mean all.
 public struct EventFilter: Sendable, Hashable {
-    public var tables: Set<QualifiedName>
+    /// `sinks[].tables`: names and globs (`public.order_*`).
+    public var tables: TableSelection
     public var operations: Set<ChangeEvent.Operation>
+    /// `sinks[].where`. Default: none.
+    public var condition: FilterExpression?
 
-    public init(tables: Set<QualifiedName> = [], operations: Set<ChangeEvent.Operation> = []) {
+    public init(tables: TableSelection = [], operations: Set<ChangeEvent.Operation> = [], condition: FilterExpression? = nil) {
         self.tables = tables
         self.operations = operations
+        self.condition = condition
     }
+
+    /// Takes every event: the fan-out then hands the batch over without copying it.
+    public var acceptsEverything: Bool { tables.isEmpty && operations.isEmpty && condition == nil }
 
     public func accepts(_ event: ChangeEvent) -> Bool {
         (operations.isEmpty || operations.contains(event.op))
             && (tables.isEmpty || tables.contains(QualifiedName(schema: event.schema, name: event.table)))
+            && (condition?.matches(event) ?? true)
     }
 }
 
@@ -99,6 +113,8 @@ public struct SinkConfig: Sendable {
     /// Unique among the sinks; names the sink in logs, metrics and status.
     public var name: String
     public var filter: EventFilter
+    /// `sinks[].format`: what the sink writes per event (file, kafka, webhook). Default: spillway.
+    public var format: EventFormat = .spillway
     /// The kind's own settings, a type of the sink's module (`KafkaSinkSettings`, ...).
     public var settings: any SinkSettings
 
@@ -172,8 +188,8 @@ extension SpillwayConfig {
                               fix: "add `source: {kind: audit_log, tables: [public.products]}`")
         }
         try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "max_in_flight_batches", "history",
-                                                       "prune", "notify"] + ReplicationSettings.keys))
-        var source = try parseSource(&sourceReader)
+                                                       "prune", "notify", "mask_key"] + ReplicationSettings.keys))
+        var source = try parseSource(&sourceReader, environment: environment)
         if source.kind == .replication, ConnectionString.namesPooledHost(url) {
             throw ConfigError(key: "database.url", problem: "names a pooled endpoint (a -pooler host); logical replication needs a direct connection",
                               fix: "use the direct host (without -pooler, e.g. Neon's ep-name.region.aws.neon.tech), or source.kind: audit_log")
@@ -187,7 +203,8 @@ extension SpillwayConfig {
         }
         var sinks: [SinkConfig] = []
         for var reader in sinkReaders {
-            let sink = try parseSink(&reader, consumer: consumer, source: source, environment: environment, sinkKinds: sinkKinds)
+            var sink = try parseSink(&reader, consumer: consumer, source: source, environment: environment, sinkKinds: sinkKinds)
+            sink.format = try parseFormat(&reader, sink: sink)
             try reader.rejectUnknownKeys()
             if sinks.contains(where: { $0.name == sink.name }) {
                 throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
@@ -222,18 +239,56 @@ extension SpillwayConfig {
         return name
     }
 
-    private static func parseSource(_ r: inout ConfigReader) throws(ConfigError) -> SourceConfig {
+    private static func parseSource(_ r: inout ConfigReader, environment: [String: String]) throws(ConfigError) -> SourceConfig {
         let kind: SourceConfig.Kind = try r.choice("kind", default: .auditLog)
-        guard let tableNames = try r.stringList("tables"), !tableNames.isEmpty else {
+        guard let entries = try r.list("tables"), !entries.isEmpty else {
             throw ConfigError(key: r.keyPath("tables"), problem: "needs at least one table",
                               fix: "list the tables to capture, e.g. `tables: [public.products]`")
         }
         var tables: [QualifiedName] = []
-        for (index, text) in tableNames.enumerated() {
-            let table = try parseTable(text, key: "\(r.keyPath("tables"))[\(index)]")
+        var policies: [QualifiedName: ColumnPolicy] = [:]
+        var hashedColumn: String?
+        for (index, entry) in entries.enumerated() {
+            let key = "\(r.keyPath("tables"))[\(index)]"
+            let table: QualifiedName
+            if let scalar = entry.scalar {
+                table = try parseTable(scalar.string, key: key)
+            } else if entry.mapping != nil {
+                var t = try ConfigReader(node: entry, path: key)
+                try t.rejectUnknownKeys(known: ["name", "columns", "mask"])
+                table = try parseTable(try t.string("name", fix: "name the table, e.g. `{name: public.users, columns: {exclude: [ssn]}}`"),
+                                       key: t.keyPath("name"))
+                let policy = try ColumnPolicy.parse(&t)
+                try t.rejectUnknownKeys()
+                if policies[table] != nil {
+                    throw ConfigError(key: key, problem: "table \(table) has columns or masks listed twice",
+                                      fix: "merge its entries into one")
+                }
+                if !policy.isEmpty { policies[table] = policy }
+                if hashedColumn == nil, let column = policy.masks.first(where: { $0.value == .hash })?.key {
+                    hashedColumn = "\(t.keyPath("mask")).\(column)"
+                }
+            } else {
+                throw ConfigError(key: key, problem: "expected a table name or `{name: ..., columns: ..., mask: ...}`",
+                                  fix: "write `public.users` or `{name: public.users, columns: {exclude: [ssn]}}`")
+            }
             if !tables.contains(table) { tables.append(table) }
         }
         var source = SourceConfig(kind: kind, tables: tables)
+        source.columnPolicies = policies
+        if let text = try r.optionalString("mask_key") {
+            let value = try EnvironmentSubstitution.substitute(text, environment: environment, key: r.keyPath("mask_key"))
+            // A short key makes hashes of low-entropy values (phone numbers) cheap to guess by brute force.
+            guard value.utf8.count >= 16 else {
+                throw ConfigError(key: r.keyPath("mask_key"), problem: "is shorter than 16 bytes",
+                                  fix: "use a long random secret, e.g. `openssl rand -hex 32`, passed as ${SPILLWAY_MASK_KEY}")
+            }
+            source.maskKey = value
+        }
+        if let hashedColumn, source.maskKey == nil {
+            throw ConfigError(key: r.keyPath("mask_key"), problem: "is required: \(hashedColumn) is hashed",
+                              fix: "set `mask_key: ${SPILLWAY_MASK_KEY}` and export a long random secret in SPILLWAY_MASK_KEY")
+        }
         if let audit = try r.optionalString("audit_table") {
             source.auditTable = try parseTable(audit, key: r.keyPath("audit_table"))
         }
@@ -250,6 +305,17 @@ extension SpillwayConfig {
         return source
     }
 
+    /// `format`, a key every sink has (next to `tables`, `ops` and `where`); only sinks that write whole
+    /// events can write another envelope (`SinkSettings.refusal(of:)`).
+    private static func parseFormat(_ r: inout ConfigReader, sink: SinkConfig) throws(ConfigError) -> EventFormat {
+        let format: EventFormat = try r.choice("format", default: .spillway)
+        guard format != .spillway else { return format }
+        if let refusal = sink.settings.refusal(of: format) {
+            throw ConfigError(key: r.keyPath("format"), problem: refusal.problem, fix: refusal.fix)
+        }
+        return format
+    }
+
     private static func parseSink(_ r: inout ConfigReader, consumer: String, source: SourceConfig,
                                   environment: [String: String], sinkKinds: [any SinkSettings.Type]) throws(ConfigError) -> SinkConfig {
         let names = sinkKinds.map { $0.kind }
@@ -259,7 +325,11 @@ extension SpillwayConfig {
         var filter = EventFilter()
         if let tables = try r.stringList("tables") {
             for (index, text) in tables.enumerated() {
-                filter.tables.insert(try parseTable(text, key: "\(r.keyPath("tables"))[\(index)]"))
+                if let pattern = TablePattern(parsing: text) {
+                    filter.tables.insert(pattern)
+                } else {
+                    filter.tables.insert(try parseTable(text, key: "\(r.keyPath("tables"))[\(index)]"))
+                }
             }
         }
         if let ops = try r.stringList("ops") {
@@ -269,6 +339,13 @@ extension SpillwayConfig {
                                       fix: "use insert, update, delete, truncate or message")
                 }
                 filter.operations.insert(op)
+            }
+        }
+        if let text = try r.optionalString("where") {
+            do {
+                filter.condition = try FilterExpression(parsing: text)
+            } catch {
+                throw ConfigError(key: r.keyPath("where"), problem: "column \(error.column): \(error.problem)", fix: error.fix)
             }
         }
         guard let settingsType = sinkKinds.first(where: { $0.kind == kind }) else {

@@ -1,7 +1,7 @@
 /// One committed change, the same shape for every source and every sink.
 ///
 /// JSON fields (a contract: consumers parse them): `id`, `op`, `schema`, `table`, `key`, `before`, `after`,
-/// `txid`, `commit_time`, `position`, `tenant`.
+/// `txid`, `commit_time`, `position`, `tenant`; and, only when not empty, `unchanged`, `masked`, `message`.
 public struct ChangeEvent: Sendable, Hashable {
     public enum Operation: String, Sendable, Hashable, CaseIterable {
         case insert, update, delete, truncate
@@ -35,6 +35,9 @@ public struct ChangeEvent: Sendable, Hashable {
     public var unchangedColumns: [String] = []
     /// For `op: message`: the logical decoding message (`pg_logical_emit_message`).
     public var message: LogicalMessage?
+    /// Columns whose value was redacted (`source.tables[].mask: {col: redact}`): null in `before`/`after`
+    /// because of the mask, not because the row holds null. JSON field `masked`, present when not empty.
+    public var maskedColumns: [String] = []
 
     public struct LogicalMessage: Sendable, Hashable {
         public var prefix: String
@@ -93,6 +96,7 @@ public struct ChangeEvent: Sendable, Hashable {
     private var extraFields: [(String, JSONValue)] {
         var fields: [(String, JSONValue)] = []
         if !unchangedColumns.isEmpty { fields.append(("unchanged", .array(unchangedColumns.map { .string($0) }))) }
+        if !maskedColumns.isEmpty { fields.append(("masked", .array(maskedColumns.map { .string($0) }))) }
         if let message {
             fields.append(("message", .object(JSONObject([
                 ("prefix", .string(message.prefix)), ("content", .string(message.content)),
@@ -180,6 +184,7 @@ extension ChangeEvent {
             tenant: o["tenant"]?.stringValue
         )
         if case .array(let names) = o["unchanged"] { unchangedColumns = names.compactMap(\.stringValue) }
+        if case .array(let names) = o["masked"] { maskedColumns = names.compactMap(\.stringValue) }
         if let m = try object("message") {
             message = LogicalMessage(prefix: m["prefix"]?.stringValue ?? "", content: m["content"]?.stringValue ?? "",
                                      isTransactional: m["transactional"] == .bool(true))

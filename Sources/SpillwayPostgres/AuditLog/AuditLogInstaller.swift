@@ -62,10 +62,15 @@ public struct AuditLogInstaller: Sendable {
             for table in config.source.tables {
                 if report.adoptedAuditTable, try await hasAdoptedAuditTrigger(table, on: connection) {
                     report.tablesWithOwnTrigger.append(table)
+                    if let policy = config.source.columnPolicies[table], policy.columns != .all {
+                        report.warnings.append("table \(table) is audited by its own trigger, so its excluded columns still reach "
+                            + "the audit table \(names.auditTable); Spillway removes them before any sink")
+                    }
                 } else {
                     try await renameRecordedRows(of: table, on: connection)
                     let jsonColumns = try await PostgresCatalog.jsonColumns(of: table, on: connection)
-                    try await connection.execute(names.rowTriggerSQL(on: table, jsonColumns: jsonColumns))
+                    try await connection.execute(names.rowTriggerSQL(on: table, jsonColumns: jsonColumns,
+                                                                     columns: config.source.columnPolicies[table]))
                     report.triggeredTables.append(table)
                 }
                 try await connection.execute(names.truncateTriggerSQL(on: table))

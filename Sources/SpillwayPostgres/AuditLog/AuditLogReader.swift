@@ -131,12 +131,24 @@ public final class AuditLogReader: @unchecked Sendable {
                 capturedOIDs[table] = oid
             }
             if let arguments {
-                info.exactJSONColumns = Set(arguments.dropFirst(2))
+                let recorded = AuditLogSchema.parseRowTriggerArguments(arguments)
+                info.exactJSONColumns = Set(recorded.jsonColumns)
                 let jsonColumns = try await PostgresCatalog.jsonColumns(of: table, on: connection)
                 let stale = jsonColumns.filter { !info.exactJSONColumns.contains($0) }
                 if !stale.isEmpty || arguments.count < 2 {
                     logger.warning("the capture trigger predates the table's current columns: its json columns lose duplicate keys and key order", metadata: [
                         "table": "\(table)", "columns": "\(stale.joined(separator: ","))",
+                        "fix": "run `spillway install --config FILE` again (it re-creates the trigger)",
+                    ])
+                }
+                // Sinks never see an excluded column either way (the pipeline removes it); this is about
+                // what the audit table holds.
+                let expected = config.source.columnPolicies[table]?.triggerArguments ?? []
+                if recorded.selection != expected {
+                    logger.warning("the capture trigger does not apply source.tables' columns for this table: the audit table records what the trigger was installed with", metadata: [
+                        "table": "\(table)",
+                        "trigger_columns": "\(recorded.selection.isEmpty ? "all" : recorded.selection.joined(separator: ","))",
+                        "configured_columns": "\(expected.isEmpty ? "all" : expected.joined(separator: ","))",
                         "fix": "run `spillway install --config FILE` again (it re-creates the trigger)",
                     ])
                 }

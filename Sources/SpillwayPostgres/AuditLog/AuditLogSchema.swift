@@ -99,7 +99,10 @@ public struct AuditLogSchema: Sendable {
     /// The row trigger's function. Its arguments, set per table by `rowTriggerSQL`: the captured table's schema
     /// and name (a partitioned table's partitions run clones of its trigger, with the same arguments, so their
     /// rows are recorded under the table the user captured), then the table's `json` columns, stored as
-    /// strings holding their exact text (`to_jsonb` would merge duplicate keys and reorder them).
+    /// strings holding their exact text (`to_jsonb` would merge duplicate keys and reorder them), then — after
+    /// an empty argument, which no column name can be — `include` or `exclude` and the columns of the table's
+    /// `source.tables[].columns`: an excluded column never reaches the audit table, which whoever may read the
+    /// database can read.
     ///
     /// The SET clauses pin what `to_jsonb` renders values with (`PostgresConnection.pinnedSettings`), so an
     /// audit row does not depend on the writing session's TimeZone, IntervalStyle, bytea_output, ...
@@ -112,6 +115,9 @@ public struct AuditLogSchema: Sendable {
             old_row jsonb;
             new_row jsonb;
             json_columns text[];
+            split integer;
+            column_mode text;
+            listed text[];
         BEGIN
             IF TG_LEVEL = 'STATEMENT' THEN
                 INSERT INTO \(auditTable.sql) (schema_name, table_name, operation)
@@ -122,8 +128,27 @@ public struct AuditLogSchema: Sendable {
             IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
             IF TG_NARGS > 2 THEN
                 json_columns := TG_ARGV[2:TG_NARGS - 1];
-                IF old_row IS NOT NULL THEN old_row := \(keepJSONTextFunction)(old_row, row_to_json(OLD), json_columns); END IF;
-                IF new_row IS NOT NULL THEN new_row := \(keepJSONTextFunction)(new_row, row_to_json(NEW), json_columns); END IF;
+                split := array_position(json_columns, '');
+                IF split IS NOT NULL THEN
+                    column_mode := json_columns[split + 1];
+                    listed := json_columns[split + 2:];
+                    json_columns := json_columns[1:split - 1];
+                END IF;
+                IF cardinality(json_columns) > 0 THEN
+                    IF old_row IS NOT NULL THEN old_row := \(keepJSONTextFunction)(old_row, row_to_json(OLD), json_columns); END IF;
+                    IF new_row IS NOT NULL THEN new_row := \(keepJSONTextFunction)(new_row, row_to_json(NEW), json_columns); END IF;
+                END IF;
+                IF column_mode = 'exclude' THEN
+                    old_row := old_row - listed;
+                    new_row := new_row - listed;
+                ELSIF column_mode = 'include' THEN
+                    IF old_row IS NOT NULL THEN
+                        old_row := (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM jsonb_each(old_row) e WHERE e.key = ANY(listed));
+                    END IF;
+                    IF new_row IS NOT NULL THEN
+                        new_row := (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM jsonb_each(new_row) e WHERE e.key = ANY(listed));
+                    END IF;
+                END IF;
             END IF;
             INSERT INTO \(auditTable.sql) (schema_name, table_name, operation, old_data, new_data)
             VALUES (coalesce(TG_ARGV[0], TG_TABLE_SCHEMA), coalesce(TG_ARGV[1], TG_TABLE_NAME), TG_OP, old_row, new_row);
@@ -164,14 +189,28 @@ public struct AuditLogSchema: Sendable {
         """
     }
 
-    /// `jsonColumns`: the table's `json` (not jsonb) columns, which the trigger keeps as exact text.
-    func rowTriggerSQL(on table: QualifiedName, jsonColumns: [String] = []) -> String {
-        let arguments = ([table.schema, table.name] + jsonColumns).map(SQLText.literal).joined(separator: ", ")
+    /// `jsonColumns`: the table's `json` (not jsonb) columns, which the trigger keeps as exact text; `columns`
+    /// the table's column policy (its include or exclude list is applied by the trigger).
+    func rowTriggerSQL(on table: QualifiedName, jsonColumns: [String] = [], columns: ColumnPolicy? = nil) -> String {
+        let arguments = Self.rowTriggerArguments(table: table, jsonColumns: jsonColumns, columns: columns)
+            .map(SQLText.literal).joined(separator: ", ")
         return """
         DROP TRIGGER IF EXISTS \(Self.captureTrigger) ON \(table.sql);
         CREATE TRIGGER \(Self.captureTrigger) AFTER INSERT OR UPDATE OR DELETE ON \(table.sql)
         FOR EACH ROW EXECUTE FUNCTION \(captureFunction)(\(arguments))
         """
+    }
+
+    static func rowTriggerArguments(table: QualifiedName, jsonColumns: [String], columns: ColumnPolicy?) -> [String] {
+        let selection = columns?.triggerArguments ?? []
+        return [table.schema, table.name] + jsonColumns + (selection.isEmpty ? [] : [""] + selection)
+    }
+
+    /// A row trigger's arguments split as `rowTriggerArguments` wrote them.
+    static func parseRowTriggerArguments(_ arguments: [String]) -> (jsonColumns: [String], selection: [String]) {
+        let rest = Array(arguments.dropFirst(2))
+        guard let split = rest.firstIndex(of: "") else { return (rest, []) }
+        return (Array(rest[..<split]), Array(rest[(split + 1)...]))
     }
 
     func truncateTriggerSQL(on table: QualifiedName) -> String {

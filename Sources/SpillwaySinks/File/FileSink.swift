@@ -7,6 +7,8 @@ public final class FileSink: ChangeSink, @unchecked Sendable {
     // @unchecked Sendable: `descriptor` is written only under `lock`; writes run on `queue`.
     public let name: String
     private let settings: FileSinkSettings
+    /// The line for each event: Spillway's event, or another `format`.
+    private let encoder: EventEncoder
     private let lock = NSLock()
     private let queue = DispatchQueue(label: "spillway.file")
     private var descriptor: Int32
@@ -15,9 +17,10 @@ public final class FileSink: ChangeSink, @unchecked Sendable {
         public let description: String
     }
 
-    public init(name: String, settings: FileSinkSettings) throws {
+    public init(name: String, settings: FileSinkSettings, encoder: EventEncoder = .spillway) throws {
         self.name = name
         self.settings = settings
+        self.encoder = encoder
         if settings.isStandardOutput {
             descriptor = STDOUT_FILENO
         } else {
@@ -77,7 +80,7 @@ public final class FileSink: ChangeSink, @unchecked Sendable {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(batch.count * 256)
         for event in batch {
-            event.writeJSON(into: &buffer)
+            encoder.write(event, into: &buffer)
             buffer.append(0x0A)
         }
         // write and fsync block: they run on the sink's own queue, never on the cooperative pool.

@@ -23,6 +23,8 @@ extension FileSinkSettings: SinkSettings {
     }
 
     public func makeSink(_ context: SinkContext) async throws -> any ChangeSink {
-        try FileSink(name: context.name, settings: self)
+        try FileSink(name: context.name, settings: self, encoder: context.encoder)
     }
+
+    public func refusal(of format: EventFormat) -> (problem: String, fix: String)? { nil }
 }
