@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.60.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // libpq, wrapped once in SpillwayPostgres; nothing else imports it.
@@ -104,6 +106,21 @@ let package = Package(
                 "SpillwayWebhook",
                 "SpillwayKafka",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The status endpoint of `run` (/healthz, /readyz, /metrics) on swift-nio, and the Prometheus export.
+        .target(
+            name: "SpillwayHTTP",
+            dependencies: [
+                "SpillwayCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -112,6 +129,7 @@ let package = Package(
             dependencies: [
                 "SpillwayApp",
                 "SpillwayCore",
+                "SpillwayHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -138,7 +156,7 @@ let package = Package(
             name: "SpillwayIntegrationTests",
             dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka", "SpillwayRedis",
                            "SpillwayWebhook"],
-            exclude: ["Support/webhook_receiver.py"]
+            exclude: ["Support/webhook_receiver.py", "Support/scrape_metrics.py"]
         ),
         .testTarget(
             name: "SpillwayKafkaTests",

@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import SpillwayApp
 import SpillwayCore
+import SpillwayHTTP
 import SpillwayPostgres
 
 @main
@@ -30,7 +31,9 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
     } catch let error as ConfigError {
-        FileHandle.standardError.write(Data("spillway: \(error)\n".utf8))
+        // Errors found after parsing (http.address taken) name the variable an override came from, too.
+        let overrides = (try? EnvironmentOverrides.overrides(in: ProcessInfo.processInfo.environment)) ?? []
+        FileHandle.standardError.write(Data("spillway: \(EnvironmentOverrides.attribute(error, to: overrides))\n".utf8))
         throw ExitCode(2)
     } catch let error as ExitCode {
         throw error
@@ -98,11 +101,39 @@ struct Run: AsyncParsableCommand {
             let config = try options.load()
             let logger = makeLogger(config.log)
             let routes = try await SinkFactory.makeRoutes(config)
-            let pipeline = PipelineFactory.make(config, fanout: Fanout(routes: routes, logger: logger),
+            // `--once` is a batch job: nothing to probe or scrape, and many may run at once on one host.
+            let address = once ? nil : config.http.address
+            let registry = address.map { _ in
+                MetricsExport.bootstrap(durationBuckets: [PipelineMonitor.commitToAckLabel: PipelineMonitor.commitToAckBuckets])
+            }
+            let monitor = PipelineMonitor(config: config)
+            let pipeline = PipelineFactory.make(config, fanout: Fanout(routes: routes, logger: logger, monitor: monitor),
                                                 options: .init(once: once), logger: logger)
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            if let address, let registry {
+                let server = StatusServer(address: address, isRequired: config.http.isAddressExplicit, logger: logger) { path in
+                    switch path {
+                    case "/healthz":
+                        let answer = monitor.liveness()
+                        return StatusResponse(status: answer.isOK ? .ok : .serviceUnavailable, body: answer.body)
+                    case "/readyz":
+                        let answer = monitor.readiness()
+                        return StatusResponse(status: answer.isOK ? .ok : .serviceUnavailable, body: answer.body)
+                    case "/metrics":
+                        return StatusResponse(status: .ok, contentType: MetricsExport.contentType, body: MetricsExport.render(registry))
+                    default:
+                        return StatusResponse(status: .notFound, body: "not found: try /healthz, /readyz or /metrics\n")
+                    }
+                }
+                // Started first, so stopped last: probes and scrapes see the pipeline to its end.
+                services.append(.init(service: server, failureTerminationBehavior: .gracefullyShutdownGroup))
+                services.append(.init(service: DatabaseGauges(config: config, logger: logger),
+                                      failureTerminationBehavior: .gracefullyShutdownGroup))
+            }
+            services.append(.init(service: pipeline, successTerminationBehavior: .gracefullyShutdownGroup,
+                                  failureTerminationBehavior: .gracefullyShutdownGroup))
             let group = ServiceGroup(configuration: .init(
-                services: [.init(service: pipeline, successTerminationBehavior: .gracefullyShutdownGroup,
-                                 failureTerminationBehavior: .gracefullyShutdownGroup)],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
             do {

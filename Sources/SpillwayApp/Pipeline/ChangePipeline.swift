@@ -49,12 +49,17 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
     }
 
     public func run() async throws {
-        defer { latency.logSummary(logger) }
-        try await runReconnecting(logger: logger, retry: options.retry, database: config.database.redactedURL) {
+        defer {
+            fanout.monitor?.stopped()
+            latency.logSummary(logger)
+        }
+        try await runReconnecting(logger: logger, retry: options.retry, database: config.database.redactedURL,
+                                  onFailure: { [fanout] in fanout.monitor?.sessionFailed() }) {
             try await withConsumerSession(config) { control, record in
                 let source = try await openSource(record, control, logger)
                 do {
                     try await fanout.validate(capturing: config, on: control)
+                    fanout.monitor?.sessionStarted()
                     try await stream(from: source)
                 } catch {
                     await source.close()
@@ -127,8 +132,10 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
             guard let batch = try await source.next(after: position, maximum: config.source.batchSize, wait: .milliseconds(250)) else {
                 return
             }
+            fanout.monitor?.tick()
             try await window.acquire(Self.windowShare(of: batch))
             let submission = batch.events.isEmpty ? FanoutSubmission.empty : try await fanout.submit(batch.events)
+            fanout.monitor?.read(batch.events)
             let sequence = state.withLock { $0.read() }
             submitted.yield(InFlightBatch(sequence: sequence, batch: batch, submission: submission))
             if let end = batch.end { position = end }
@@ -146,6 +153,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
                 try await fanout.complete(item.submission) { message in await source.recordError(message) }
                 latency.recordCommitLatencies(of: item.batch.events)
             }
+            fanout.monitor?.acknowledged(item.batch.events)
             window.release(Self.windowShare(of: item.batch))
             try state.withLock { try $0.acknowledge(item.sequence, item.batch) }
             wake.yield()
@@ -179,7 +187,9 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
 
 /// Runs `body`, reconnecting with backoff after connection failures until it returns or shutdown begins.
 /// Configuration and fatal errors end it.
-func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, _ body: () async throws -> Void) async throws {
+/// `onFailure` hears each failed session that is retried.
+func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, onFailure: () -> Void = {},
+                     _ body: () async throws -> Void) async throws {
     var backoff = ReconnectBackoff<ContinuousClock.Instant>(policy: retry)
     while !Task.isShuttingDownGracefully, !Task.isCancelled {
         do {
@@ -198,6 +208,7 @@ func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, _ bod
             return
         } catch {
             if Task.isShuttingDownGracefully { return }
+            onFailure()
             let delay = backoff.failed(at: .now, jitter: Double.random(in: 0.5...1))
             if let failure = error as? PipelinedDeliveryFailed {
                 // Later batches may already be written: everything after the checkpoint goes again, in order.

@@ -10,15 +10,18 @@ public struct SpillwayConfig: Sendable {
     public var source: SourceConfig
     public var sinks: [SinkConfig]
     public var log: LogConfig
+    /// The health and metrics endpoint of `run`.
+    public var http: HTTPConfig
 
     public init(database: DatabaseConfig, schema: String = "spillway", consumer: String = "spillway",
-                source: SourceConfig, sinks: [SinkConfig], log: LogConfig = LogConfig()) {
+                source: SourceConfig, sinks: [SinkConfig], log: LogConfig = LogConfig(), http: HTTPConfig = HTTPConfig()) {
         self.database = database
         self.schema = schema
         self.consumer = consumer
         self.source = source
         self.sinks = sinks
         self.log = log
+        self.http = http
     }
 }
 
@@ -161,19 +164,30 @@ public struct LogConfig: Sendable {
 }
 
 extension SpillwayConfig {
-    /// Parses and validates YAML. `environment` supplies `SPILLWAY_DATABASE_URL`.
+    /// Parses and validates YAML. `environment` supplies `SPILLWAY_DATABASE_URL`, the `SPILLWAY_SECTION__KEY`
+    /// overrides (`EnvironmentOverrides`) and the `${NAME}` variables of secrets.
     public static func parse(yaml: String, environment: [String: String] = [:]) throws(ConfigError) -> SpillwayConfig {
-        let node: Node?
+        let parsed: Node?
         do {
-            node = try Yams.compose(yaml: yaml)
+            parsed = try Yams.compose(yaml: yaml)
         } catch {
             throw ConfigError(key: "(document)", problem: "not valid YAML: \(error)", fix: "correct the YAML syntax")
         }
-        guard let node else {
+        let overrides = try EnvironmentOverrides.overrides(in: environment)
+        guard let parsed else {
             throw ConfigError(key: "(document)", problem: "the file is empty", fix: "see Config/spillway.example.yaml")
         }
+        let node = try EnvironmentOverrides.apply(overrides, to: parsed)
+        do {
+            return try parse(node: node, environment: environment)
+        } catch {
+            throw EnvironmentOverrides.attribute(error, to: overrides)
+        }
+    }
+
+    private static func parse(node: Node, environment: [String: String]) throws(ConfigError) -> SpillwayConfig {
         var root = try ConfigReader(node: node, path: "")
-        try root.rejectUnknownKeys(known: ["database", "schema", "consumer", "source", "sinks", "log"])
+        try root.rejectUnknownKeys(known: ["database", "schema", "consumer", "source", "sinks", "log", "http"])
 
         var databaseURL: String?
         if var database = try root.child("database") {
@@ -228,9 +242,14 @@ extension SpillwayConfig {
             log.format = try logReader.choice("format", default: log.format)
             try logReader.rejectUnknownKeys()
         }
+        var http = HTTPConfig()
+        if var httpReader = try root.child("http") {
+            http = try HTTPConfig.parse(&httpReader)
+            try httpReader.rejectUnknownKeys()
+        }
         try root.rejectUnknownKeys()
         return SpillwayConfig(database: DatabaseConfig(url: url), schema: schema, consumer: consumer,
-                              source: source, sinks: sinks, log: log)
+                              source: source, sinks: sinks, log: log, http: http)
     }
 
     static func isPlainIdentifier(_ text: String) -> Bool {
