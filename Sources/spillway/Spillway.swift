@@ -12,7 +12,7 @@ struct Spillway: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spillway",
         abstract: "Change data capture for PostgreSQL: every committed change, to every sink, at least once.",
-        subcommands: [Install.self, Run.self, Status.self, Reset.self, Uninstall.self, DeadLetters.self, Demo.self]
+        subcommands: [Install.self, Run.self, Check.self, Status.self, Reset.self, Uninstall.self, DeadLetters.self, Demo.self]
     )
 }
 
@@ -152,6 +152,31 @@ struct Run: AsyncParsableCommand {
             return cause
         }
         return error
+    }
+}
+
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate the config (every problem at once), then connect to the database and every sink and report what would fail.",
+        discussion: "Changes nothing. Exit 0 when all is well, 2 when the config itself has problems, 1 when a check against the database or a sink fails.")
+    @OptionGroup var options: ConfigOption
+
+    func run() async throws {
+        let (parsed, problems) = ConfigCheck.validate(path: options.config, environment: ProcessInfo.processInfo.environment)
+        guard let config = parsed, problems.isEmpty else {
+            for problem in problems { print(ConfigCheck.Finding(problem)) }
+            print("\(problems.count) configuration problem\(problems.count == 1 ? "" : "s") in \(options.config); nothing was checked against servers")
+            throw ExitCode(2)
+        }
+        print("ok     config: \(options.config) is valid (\(config.source.kind.rawValue), \(config.sinks.count) sink\(config.sinks.count == 1 ? "" : "s"))")
+        let findings = await ConfigCheck.probe(config)
+        for finding in findings { print(finding) }
+        let failed = findings.filter { !$0.isOK }.count
+        guard failed == 0 else {
+            print("\(failed) check\(failed == 1 ? "" : "s") failed")
+            throw ExitCode(1)
+        }
+        print("all checks passed")
     }
 }
 

@@ -165,89 +165,157 @@ public struct LogConfig: Sendable {
 
 extension SpillwayConfig {
     /// Parses and validates YAML. `environment` supplies `SPILLWAY_DATABASE_URL`, the `SPILLWAY_SECTION__KEY`
-    /// overrides (`EnvironmentOverrides`) and the `${NAME}` variables of secrets.
+    /// overrides (`EnvironmentOverrides`) and the `${NAME}` variables of secrets. Throws the first problem.
     public static func parse(yaml: String, environment: [String: String] = [:]) throws(ConfigError) -> SpillwayConfig {
+        let (config, problems) = check(yaml: yaml, environment: environment)
+        if let first = problems.first { throw first }
+        guard let config else { throw ConfigError(key: "(document)", problem: "could not be read", fix: "see Config/spillway.example.yaml") }
+        return config
+    }
+
+    /// Every problem of the YAML, in document order (`spillway check`): independent sections — database,
+    /// schema, consumer, source, each sink, log, http — are each checked even when another failed; within a
+    /// section, the first problem. The config when there is none.
+    public static func check(yaml: String, environment: [String: String] = [:]) -> (SpillwayConfig?, [ConfigError]) {
         let parsed: Node?
         do {
             parsed = try Yams.compose(yaml: yaml)
         } catch {
-            throw ConfigError(key: "(document)", problem: "not valid YAML: \(error)", fix: "correct the YAML syntax")
+            return (nil, [ConfigError(key: "(document)", problem: "not valid YAML: \(error)", fix: "correct the YAML syntax")])
         }
-        let overrides = try EnvironmentOverrides.overrides(in: environment)
-        guard let parsed else {
-            throw ConfigError(key: "(document)", problem: "the file is empty", fix: "see Config/spillway.example.yaml")
-        }
-        let node = try EnvironmentOverrides.apply(overrides, to: parsed)
+        let overrides: [EnvironmentOverrides.Override]
+        let node: Node
         do {
-            return try parse(node: node, environment: environment)
+            overrides = try EnvironmentOverrides.overrides(in: environment)
+            guard let parsed else {
+                return (nil, [ConfigError(key: "(document)", problem: "the file is empty", fix: "see Config/spillway.example.yaml")])
+            }
+            node = try EnvironmentOverrides.apply(overrides, to: parsed)
         } catch {
-            throw EnvironmentOverrides.attribute(error, to: overrides)
+            return (nil, [error])
+        }
+        var problems = Problems()
+        let config = parse(node: node, environment: environment, problems: &problems)
+        return (problems.all.isEmpty ? config : nil, problems.all.map { EnvironmentOverrides.attribute($0, to: overrides) })
+    }
+
+    /// Collects the problems of independent sections.
+    struct Problems {
+        private(set) var all: [ConfigError] = []
+
+        mutating func add(_ error: ConfigError) { all.append(error) }
+
+        /// `body`'s value, or nil after recording its problem.
+        mutating func attempt<T>(_ body: () throws -> T) -> T? {
+            do {
+                return try body()
+            } catch let error as ConfigError {
+                all.append(error)
+            } catch {
+                all.append(ConfigError(key: "(document)", problem: "\(error)", fix: "correct the YAML"))
+            }
+            return nil
         }
     }
 
-    private static func parse(node: Node, environment: [String: String]) throws(ConfigError) -> SpillwayConfig {
-        var root = try ConfigReader(node: node, path: "")
-        try root.rejectUnknownKeys(known: ["database", "schema", "consumer", "source", "sinks", "log", "http"])
+    private static func parse(node: Node, environment: [String: String], problems: inout Problems) -> SpillwayConfig? {
+        guard var root = problems.attempt({ try ConfigReader(node: node, path: "") }) else { return nil }
+        for error in root.unknownKeyErrors(known: ["database", "schema", "consumer", "source", "sinks", "log", "http"]) { problems.add(error) }
 
-        var databaseURL: String?
-        if var database = try root.child("database") {
-            databaseURL = try database.optionalString("url")
-            try database.rejectUnknownKeys()
-        }
-        if let override = environment["SPILLWAY_DATABASE_URL"], !override.isEmpty { databaseURL = override }
-        guard let url = databaseURL, !url.isEmpty else {
-            throw ConfigError(key: "database.url", problem: "is required",
-                              fix: "set database.url to a postgres:// URL, or export SPILLWAY_DATABASE_URL")
-        }
-
-        let schema = try root.optionalString("schema") ?? "spillway"
-        guard isPlainIdentifier(schema) else {
-            throw ConfigError(key: "schema", problem: "'\(schema)' is not a plain identifier",
-                              fix: "use lower-case letters, digits and _")
-        }
-        let consumer = try root.optionalString("consumer") ?? "spillway"
-        guard !consumer.isEmpty, consumer.count <= 200 else {
-            throw ConfigError(key: "consumer", problem: "must be 1 to 200 characters", fix: "name the consumer, e.g. search-sync")
-        }
-
-        guard var sourceReader = try root.child("source") else {
-            throw ConfigError(key: "source", problem: "is required",
-                              fix: "add `source: {kind: audit_log, tables: [public.products]}`")
-        }
-        try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "max_in_flight_batches", "history",
-                                                       "prune", "notify"] + ReplicationSettings.keys))
-        var source = try parseSource(&sourceReader)
-        source.replication.applyDefaults(consumer: consumer)
-        try sourceReader.rejectUnknownKeys()
-
-        guard let sinkReaders = try root.children("sinks"), !sinkReaders.isEmpty else {
-            throw ConfigError(key: "sinks", problem: "needs at least one sink",
-                              fix: "add `sinks: [{name: out, kind: file, path: \"-\"}]`")
-        }
-        var sinks: [SinkConfig] = []
-        for var reader in sinkReaders {
-            let sink = try parseSink(&reader, consumer: consumer, source: source, environment: environment)
-            try reader.rejectUnknownKeys()
-            if sinks.contains(where: { $0.name == sink.name }) {
-                throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
-                                  fix: "give every sink its own name")
+        let url: String? = problems.attempt {
+            var databaseURL: String?
+            if var database = try root.child("database") {
+                databaseURL = try database.optionalString("url")
+                try database.rejectUnknownKeys()
             }
-            sinks.append(sink)
+            if let override = environment["SPILLWAY_DATABASE_URL"], !override.isEmpty { databaseURL = override }
+            guard let url = databaseURL, !url.isEmpty else {
+                throw ConfigError(key: "database.url", problem: "is required",
+                                  fix: "set database.url to a postgres:// URL, or export SPILLWAY_DATABASE_URL")
+            }
+            return url
         }
-        for (index, sink) in sinks.enumerated() { try sink.validate(source: source, keyPath: "sinks[\(index)]") }
 
-        var log = LogConfig()
-        if var logReader = try root.child("log") {
-            log.level = try logReader.choice("level", default: log.level)
-            log.format = try logReader.choice("format", default: log.format)
-            try logReader.rejectUnknownKeys()
+        let schema: String? = problems.attempt {
+            let schema = try root.optionalString("schema") ?? "spillway"
+            guard isPlainIdentifier(schema) else {
+                throw ConfigError(key: "schema", problem: "'\(schema)' is not a plain identifier",
+                                  fix: "use lower-case letters, digits and _")
+            }
+            return schema
         }
-        var http = HTTPConfig()
-        if var httpReader = try root.child("http") {
-            http = try HTTPConfig.parse(&httpReader)
-            try httpReader.rejectUnknownKeys()
+        let consumer: String? = problems.attempt {
+            let consumer = try root.optionalString("consumer") ?? "spillway"
+            guard !consumer.isEmpty, consumer.count <= 200 else {
+                throw ConfigError(key: "consumer", problem: "must be 1 to 200 characters", fix: "name the consumer, e.g. search-sync")
+            }
+            return consumer
         }
-        try root.rejectUnknownKeys()
+
+        let source: SourceConfig? = problems.attempt {
+            guard var sourceReader = try root.child("source") else {
+                throw ConfigError(key: "source", problem: "is required",
+                                  fix: "add `source: {kind: audit_log, tables: [public.products]}`")
+            }
+            try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "max_in_flight_batches",
+                                                           "history", "prune", "notify"] + ReplicationSettings.keys))
+            var source = try parseSource(&sourceReader)
+            source.replication.applyDefaults(consumer: consumer ?? "spillway")
+            try sourceReader.rejectUnknownKeys()
+            return source
+        }
+
+        var sinks: [SinkConfig]? = []
+        if let sinkReaders = problems.attempt({ () throws -> [ConfigReader] in
+            guard let readers = try root.children("sinks"), !readers.isEmpty else {
+                throw ConfigError(key: "sinks", problem: "needs at least one sink",
+                                  fix: "add `sinks: [{name: out, kind: file, path: \"-\"}]`")
+            }
+            return readers
+        }) {
+            // Without a valid source, sinks are still read (against no tables) but not checked against it.
+            let sinkSource = source ?? SourceConfig(tables: [])
+            for reader in sinkReaders {
+                var reader = reader
+                let sink: SinkConfig? = problems.attempt {
+                    let sink = try parseSink(&reader, consumer: consumer ?? "spillway", source: sinkSource, environment: environment)
+                    try reader.rejectUnknownKeys()
+                    if sinks?.contains(where: { $0.name == sink.name }) == true {
+                        throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
+                                          fix: "give every sink its own name")
+                    }
+                    return sink
+                }
+                if let sink { sinks?.append(sink) } else { sinks = nil }
+            }
+            // Checked once all are read, so that a later sink's syntax error comes first, as before.
+            if let source, let parsed = sinks {
+                for (index, sink) in parsed.enumerated() {
+                    if problems.attempt({ try sink.validate(source: source, keyPath: "sinks[\(index)]") }) == nil { sinks = nil }
+                }
+            }
+        } else {
+            sinks = nil
+        }
+
+        let log: LogConfig? = problems.attempt {
+            var log = LogConfig()
+            if var logReader = try root.child("log") {
+                log.level = try logReader.choice("level", default: log.level)
+                log.format = try logReader.choice("format", default: log.format)
+                try logReader.rejectUnknownKeys()
+            }
+            return log
+        }
+        let http: HTTPConfig? = problems.attempt {
+            var http = HTTPConfig()
+            if var httpReader = try root.child("http") {
+                http = try HTTPConfig.parse(&httpReader)
+                try httpReader.rejectUnknownKeys()
+            }
+            return http
+        }
+        guard let url, let schema, let consumer, let source, let sinks, let log, let http else { return nil }
         return SpillwayConfig(database: DatabaseConfig(url: url), schema: schema, consumer: consumer,
                               source: source, sinks: sinks, log: log, http: http)
     }
