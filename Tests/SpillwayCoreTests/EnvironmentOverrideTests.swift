@@ -102,6 +102,13 @@ struct HTTPConfigTests {
         #expect(try parse([:], yaml: baseYAML + "\nhttp: {address: \"0.0.0.0:0\", stall_after: 2m}").http.stallAfter == .seconds(120))
     }
 
+    @Test("ha.takeover: default 5s, at least 1s")
+    func takeover() throws {
+        #expect(try parse([:]).ha.takeover == .seconds(5))
+        #expect(try parse(["SPILLWAY_HA__TAKEOVER": "2s"]).ha.takeover == .seconds(2))
+        #expect(error([:], yaml: baseYAML + "\nha: {takeover: 100ms}")?.key == "ha.takeover")
+    }
+
     @Test("a bad address or interval names its key")
     func badValues() {
         for bad in ["localhost", "1.2.3.4:99999", "::1:9000", ":9187"] {
@@ -157,6 +164,18 @@ struct HealthStateTests {
         #expect(!health.readiness(now: t0 + .seconds(123)).isOK)
         health.acknowledged(now: t0 + .seconds(124))
         #expect(health.readiness(now: t0 + .seconds(1000)).isOK, "nothing in flight: idle is not stalled")
+    }
+
+    @Test("a standby is ready and says so; taking over makes it active")
+    func standby() {
+        var health = make()
+        health.standby(now: t0)
+        let answer = health.readiness(now: t0)
+        #expect(answer.isOK)
+        #expect(answer.body.contains("role: standby"))
+        #expect(health.liveness(now: t0 + .seconds(10)).isOK)
+        health.sessionStarted(now: t0 + .seconds(11))
+        #expect(health.readiness(now: t0 + .seconds(11)).body.contains("role: active"))
     }
 
     @Test("a failed session is not ready; the loop that stopped turning is not alive; a stopped pipeline neither")

@@ -78,6 +78,11 @@ public final class PipelineMonitor: Sendable {
         leader.record(0)
     }
 
+    func standby() {
+        health.withLock { $0.standby(now: .now) }
+        leader.record(0)
+    }
+
     func stopped() {
         health.withLock { $0.stopped() }
         leader.record(0)

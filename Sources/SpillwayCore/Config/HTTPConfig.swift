@@ -78,3 +78,23 @@ public struct HostAndPort: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
+
+/// `ha:`: several `spillway run` of one consumer. One is active (it holds the consumer's lock on its
+/// control connection); the others wait as standbys and take over when that session ends.
+public struct HAConfig: Sendable, Equatable {
+    /// How long a standby waits for the lock in one go, and the bound on how long the database keeps a
+    /// silent active runner's session (TCP keepalives), so a cut network frees the lock about this soon
+    /// too. A lock released by a stopped or killed runner is taken at once. Default: 5s.
+    public var takeover: Duration
+
+    public init(takeover: Duration = .seconds(5)) { self.takeover = takeover }
+
+    static func parse(_ r: inout ConfigReader) throws(ConfigError) -> HAConfig {
+        var config = HAConfig()
+        config.takeover = try r.duration("takeover", default: config.takeover)
+        guard config.takeover >= .seconds(1) else {
+            throw ConfigError(key: r.keyPath("takeover"), problem: "is below 1s", fix: "use 1s or more (TCP keepalives count whole seconds)")
+        }
+        return config
+    }
+}

@@ -12,6 +12,8 @@ public struct SpillwayConfig: Sendable {
     public var log: LogConfig
     /// The health and metrics endpoint of `run`.
     public var http: HTTPConfig
+    /// Standbys of the consumer.
+    public var ha: HAConfig = HAConfig()
 
     public init(database: DatabaseConfig, schema: String = "spillway", consumer: String = "spillway",
                 source: SourceConfig, sinks: [SinkConfig], log: LogConfig = LogConfig(), http: HTTPConfig = HTTPConfig()) {
@@ -220,7 +222,7 @@ extension SpillwayConfig {
 
     private static func parse(node: Node, environment: [String: String], problems: inout Problems) -> SpillwayConfig? {
         guard var root = problems.attempt({ try ConfigReader(node: node, path: "") }) else { return nil }
-        for error in root.unknownKeyErrors(known: ["database", "schema", "consumer", "source", "sinks", "log", "http"]) { problems.add(error) }
+        for error in root.unknownKeyErrors(known: ["database", "schema", "consumer", "source", "sinks", "log", "http", "ha"]) { problems.add(error) }
 
         let url: String? = problems.attempt {
             var databaseURL: String?
@@ -315,9 +317,19 @@ extension SpillwayConfig {
             }
             return http
         }
-        guard let url, let schema, let consumer, let source, let sinks, let log, let http else { return nil }
-        return SpillwayConfig(database: DatabaseConfig(url: url), schema: schema, consumer: consumer,
-                              source: source, sinks: sinks, log: log, http: http)
+        let ha: HAConfig? = problems.attempt {
+            var ha = HAConfig()
+            if var haReader = try root.child("ha") {
+                ha = try HAConfig.parse(&haReader)
+                try haReader.rejectUnknownKeys()
+            }
+            return ha
+        }
+        guard let url, let schema, let consumer, let source, let sinks, let log, let http, let ha else { return nil }
+        var config = SpillwayConfig(database: DatabaseConfig(url: url), schema: schema, consumer: consumer,
+                                    source: source, sinks: sinks, log: log, http: http)
+        config.ha = ha
+        return config
     }
 
     static func isPlainIdentifier(_ text: String) -> Bool {

@@ -9,6 +9,8 @@ public struct HealthState<Instant: InstantProtocol>: Sendable where Instant.Dura
         case streaming
         /// The last session failed; reconnecting with backoff.
         case reconnecting
+        /// Another runner of the consumer is active; waiting to take over.
+        case standby
         /// The pipeline ended (its service returned or threw).
         case stopped
     }
@@ -56,6 +58,14 @@ public struct HealthState<Instant: InstantProtocol>: Sendable where Instant.Dura
 
     public mutating func stopped() { session = .stopped }
 
+    /// Waiting for the consumer's lock (called at each wait, so it also ticks).
+    public mutating func standby(now: Instant) {
+        session = .standby
+        inFlight = 0
+        waitingSince = nil
+        tick(now: now)
+    }
+
     public mutating func submitted(now: Instant) {
         if inFlight == 0 { waitingSince = now }
         inFlight += 1
@@ -91,13 +101,18 @@ public struct HealthState<Instant: InstantProtocol>: Sendable where Instant.Dura
         return Answer(isOK: true, body: "ok\n")
     }
 
-    /// `/readyz`: connected to the source and every sink, and not stalled; says the role.
+    /// `/readyz`: connected to the source and every sink, and not stalled; says the role. A standby is
+    /// ready: it is what it should be, and a rollout must be able to go on past it.
     public func readiness(now: Instant) -> Answer {
+        if session == .standby {
+            return Answer(isOK: true, body: "ready\nrole: standby\nsource: waiting to take over (another runner of the consumer is active)\n")
+        }
         let stalled = isStalled(now: now)
         let failing = sinks.filter(\.isFailing).map(\.name)
         let isReady = session == .streaming && failing.isEmpty && !stalled
         var lines = [isReady ? "ready" : "not ready", "role: active"]
         switch session {
+        case .standby: break
         case .starting: lines.append("source: connecting")
         case .streaming: lines.append("source: connected")
         case .reconnecting: lines.append("source: reconnecting")
