@@ -48,9 +48,12 @@ struct ConcurrentWritersTests {
                 """.write(toFile: rollback, atomically: true, encoding: .utf8)
 
             var runner = try SpillwayProcess(["run", "--config", configPath])
+            // The writers start once `run` streams: a start-up slowed by a loaded machine must not let them
+            // finish before the kill below.
+            try await runner.waitForLog(streaming)
             let pgbench = Process()
             pgbench.executableURL = URL(fileURLWithPath: "\(TestEnvironment.pgBin)/pgbench")
-            pgbench.arguments = ["-n", "-c", "8", "-j", "2", "-t", "250", "-f", "\(script)@9", "-f", "\(rollback)@1", db.url]
+            pgbench.arguments = ["-n", "-c", "8", "-j", "2", "-t", "400", "-f", "\(script)@9", "-f", "\(rollback)@1", db.url]
             let benchLog = tempPath("pgbench.log")
             _ = FileManager.default.createFile(atPath: benchLog, contents: nil)
             pgbench.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: benchLog))
