@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.4.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.60.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // libpq, wrapped once in SpillwayPostgres; nothing else imports it.
@@ -113,6 +114,23 @@ let package = Package(
                 // HMAC-SHA256 for hashed columns (`source.tables[].mask`).
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The status endpoint of `run` (/healthz, /readyz, /metrics) on swift-nio, and the Prometheus export.
+        .target(
+            name: "SpillwayHTTP",
+            dependencies: [
+                "SpillwayCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -121,6 +139,7 @@ let package = Package(
             dependencies: [
                 "SpillwayApp",
                 "SpillwayCore",
+                "SpillwayHTTP",
                 "SpillwayPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -160,7 +179,7 @@ let package = Package(
             name: "SpillwayIntegrationTests",
             dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka", "SpillwayRedis",
                            "SpillwayWebhook", "SpillwayTestSupport", .product(name: "Logging", package: "swift-log")],
-            exclude: ["Support/webhook_receiver.py", "Support/debezium_consumer.py"]
+            exclude: ["Support/webhook_receiver.py", "Support/debezium_consumer.py", "Support/scrape_metrics.py"]
         ),
         .testTarget(
             name: "SpillwayKafkaTests",

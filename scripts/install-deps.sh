@@ -10,3 +10,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# Python packages the tests use: prometheus_client's text parser reads `/metrics` independently of
+# Spillway's encoder (MetricsTests).
+python_packages=(prometheus_client)
+for p in "${python_packages[@]}"; do
+  python3 -c "import $p" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check "$p" >&2
+done

@@ -22,7 +22,7 @@ case "$cmd" in
         || { cat "$dir/initdb.log" >&2; exit 1; }
     fi
     as_owner "'$bin/pg_ctl' -D '$dir/data' -l '$dir/log' -w -t 60 start -o \"-p $port -k '$dir' -c listen_addresses=127.0.0.1 \
-      -c wal_level=logical -c max_wal_senders=64 -c max_replication_slots=64 -c max_connections=200 \
+      -c wal_level=logical -c max_wal_senders=64 -c max_replication_slots=64 -c max_connections=500 \
       -c track_commit_timestamp=on -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
       -c logical_decoding_work_mem=64kB $extra\"" >/dev/null \
       || { cat "$dir/log" >&2; exit 1; }

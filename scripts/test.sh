@@ -40,6 +40,8 @@ export SWIFT_BACKTRACE=enable=no
 export SPILLWAY_BIN="$(swift build --show-bin-path)/spillway"
 # A hung run must not use up CI's 90 minutes either: the whole suite takes 2–5 minutes.
 timeout --signal=KILL 1500 swift test --skip-build "$@" 2>&1 | tee "$work/swift-test.log"
+# Deploy/ has no engine or cluster to run on here: its files are verified and linted instead.
+Deploy/check.sh "$SPILLWAY_BIN"
 # One plain closing line for whatever reads this output: Swift Testing's count (XCTest runs no tests here).
 passed=$(sed -n 's/.*Test run with \([0-9]*\) tests\{0,1\} .* passed after.*/\1/p' "$work/swift-test.log" | tail -n 1)
 [ -n "$passed" ] || { echo "swift test reported no passing test run" >&2; exit 1; }

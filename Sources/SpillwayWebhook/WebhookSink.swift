@@ -125,6 +125,7 @@ public final class WebhookSink: ChangeSink, Sendable {
                                                  attempts: attempts, firstAttemptAt: firstAttemptAt, lastAttemptAt: Date())
                 }
                 metrics.deadLettered.increment(by: Int64(request.events.count))
+                metrics.sinkDeadLettered.increment(by: Int64(request.events.count))
                 return
             case .retry(let status, let message, let after):
                 metrics.retried.increment()
@@ -201,6 +202,8 @@ struct WebhookMetrics: Sendable {
     let delivered: Counter
     let retried: Counter
     let deadLettered: Counter
+    /// The same count under the name every sink with dead letters shares (README, Health and metrics).
+    let sinkDeadLettered: Counter
     let latency: Metrics.Timer
 
     init(sink: String) {
@@ -208,6 +211,7 @@ struct WebhookMetrics: Sendable {
         delivered = Counter(label: "spillway_webhook_delivered_total", dimensions: dimensions)
         retried = Counter(label: "spillway_webhook_retried_total", dimensions: dimensions)
         deadLettered = Counter(label: "spillway_webhook_dead_lettered_total", dimensions: dimensions)
+        sinkDeadLettered = Counter(label: "spillway_sink_dead_lettered_total", dimensions: dimensions)
         latency = Metrics.Timer(label: "spillway_webhook_request_duration_seconds", dimensions: dimensions,
                                 preferredDisplayUnit: .seconds)
     }

@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import SpillwayApp
 import SpillwayCore
+import SpillwayHTTP
 import SpillwayPostgres
 
 @main
@@ -11,7 +12,7 @@ struct Spillway: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spillway",
         abstract: "Change data capture for PostgreSQL: every committed change, to every sink, at least once.",
-        subcommands: [Install.self, Run.self, Status.self, Reset.self, Uninstall.self, DeadLetters.self, Demo.self]
+        subcommands: [Install.self, Run.self, Check.self, Status.self, Reset.self, Uninstall.self, DeadLetters.self, Demo.self]
     )
 }
 
@@ -30,7 +31,9 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
     } catch let error as ConfigError {
-        FileHandle.standardError.write(Data("spillway: \(error)\n".utf8))
+        // Errors found after parsing (http.address taken) name the variable an override came from, too.
+        let overrides = (try? EnvironmentOverrides.overrides(in: ProcessInfo.processInfo.environment)) ?? []
+        FileHandle.standardError.write(Data("spillway: \(EnvironmentOverrides.attribute(error, to: overrides))\n".utf8))
         throw ExitCode(2)
     } catch let error as ExitCode {
         throw error
@@ -98,11 +101,39 @@ struct Run: AsyncParsableCommand {
             let config = try options.load()
             let logger = makeLogger(config.log)
             let routes = try await SinkFactory.makeRoutes(config)
-            let pipeline = PipelineFactory.make(config, fanout: Fanout(routes: routes, logger: logger),
+            // `--once` is a batch job: nothing to probe or scrape, and many may run at once on one host.
+            let address = once ? nil : config.http.address
+            let registry = address.map { _ in
+                MetricsExport.bootstrap(durationBuckets: [PipelineMonitor.commitToAckLabel: PipelineMonitor.commitToAckBuckets])
+            }
+            let monitor = PipelineMonitor(config: config)
+            let pipeline = PipelineFactory.make(config, fanout: Fanout(routes: routes, logger: logger, monitor: monitor),
                                                 options: .init(once: once), logger: logger)
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            if let address, let registry {
+                let server = StatusServer(address: address, isRequired: config.http.isAddressExplicit, logger: logger) { path in
+                    switch path {
+                    case "/healthz":
+                        let answer = monitor.liveness()
+                        return StatusResponse(status: answer.isOK ? .ok : .serviceUnavailable, body: answer.body)
+                    case "/readyz":
+                        let answer = monitor.readiness()
+                        return StatusResponse(status: answer.isOK ? .ok : .serviceUnavailable, body: answer.body)
+                    case "/metrics":
+                        return StatusResponse(status: .ok, contentType: MetricsExport.contentType, body: MetricsExport.render(registry))
+                    default:
+                        return StatusResponse(status: .notFound, body: "not found: try /healthz, /readyz or /metrics\n")
+                    }
+                }
+                // Started first, so stopped last: probes and scrapes see the pipeline to its end.
+                services.append(.init(service: server, failureTerminationBehavior: .gracefullyShutdownGroup))
+                services.append(.init(service: DatabaseGauges(config: config, logger: logger),
+                                      failureTerminationBehavior: .gracefullyShutdownGroup))
+            }
             // The sinks are services too, closed by the group after the pipeline drained (SinkService).
+            services += ServiceGroupConfiguration.ServiceConfiguration.consumer(pipeline: pipeline, routes: routes)
             let group = ServiceGroup(configuration: .init(
-                services: ServiceGroupConfiguration.ServiceConfiguration.consumer(pipeline: pipeline, routes: routes),
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
             do {
@@ -119,6 +150,31 @@ struct Run: AsyncParsableCommand {
             return cause
         }
         return error
+    }
+}
+
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate the config (every problem at once), then connect to the database and every sink and report what would fail.",
+        discussion: "Changes nothing. Exit 0 when all is well, 2 when the config itself has problems, 1 when a check against the database or a sink fails.")
+    @OptionGroup var options: ConfigOption
+
+    func run() async throws {
+        let (parsed, problems) = ConfigCheck.validate(path: options.config, environment: ProcessInfo.processInfo.environment)
+        guard let config = parsed, problems.isEmpty else {
+            for problem in problems { print(ConfigCheck.Finding(problem)) }
+            print("\(problems.count) configuration problem\(problems.count == 1 ? "" : "s") in \(options.config); nothing was checked against servers")
+            throw ExitCode(2)
+        }
+        print("ok     config: \(options.config) is valid (\(config.source.kind.rawValue), \(config.sinks.count) sink\(config.sinks.count == 1 ? "" : "s"))")
+        let findings = await ConfigCheck.probe(config)
+        for finding in findings { print(finding) }
+        let failed = findings.filter { !$0.isOK }.count
+        guard failed == 0 else {
+            print("\(failed) check\(failed == 1 ? "" : "s") failed")
+            throw ExitCode(1)
+        }
+        print("all checks passed")
     }
 }
 

@@ -190,15 +190,15 @@ struct ConfigTests {
         let error = try #require(configError(minimalYAML + "\nconsumr: other\n"))
         #expect(error.key == "consumr")
         #expect(error.problem == "unknown key")
-        #expect(error.fix == "did you mean 'consumer'? known keys here: consumer, database, log, schema, sinks, source")
+        #expect(error.fix == "did you mean 'consumer'? known keys here: consumer, database, ha, http, log, schema, sinks, source")
         #expect(error.description
-            == "config key 'consumr': unknown key. Fix: did you mean 'consumer'? known keys here: consumer, database, log, schema, sinks, source")
+            == "config key 'consumr': unknown key. Fix: did you mean 'consumer'? known keys here: consumer, database, ha, http, log, schema, sinks, source")
     }
 
     @Test func unknownKeyFarFromAnyKnownKeyGetsNoSuggestion() throws {
         let error = try #require(configError(minimalYAML + "\ncolour: blue\n"))
         #expect(error.key == "colour")
-        #expect(error.fix == "known keys here: consumer, database, log, schema, sinks, source")
+        #expect(error.fix == "known keys here: consumer, database, ha, http, log, schema, sinks, source")
     }
 
     @Test func unknownNestedKeySuggestsTheNearestKey() throws {

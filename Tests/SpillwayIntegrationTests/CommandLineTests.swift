@@ -109,7 +109,8 @@ struct CommandLineTests {
         #expect(!FileManager.default.fileExists(atPath: run.stdout.split(separator: " ").first { $0.hasPrefix("/tmp/spillway-demo-") }.map(String.init) ?? "/nonexistent"))
     }
 
-    @Test("a second runner of the same consumer is refused; another consumer runs beside it", arguments: SourceKind.allCases)
+    @Test("a second runner of the same consumer waits as a standby and delivers nothing; `run --once` beside an active one is refused; another consumer runs beside it",
+          arguments: SourceKind.allCases)
     func singleRunnerPerConsumer(kind: SourceKind) async throws {
         try await withTestDatabase { db in
             let app = try await db.connect()
@@ -122,10 +123,13 @@ struct CommandLineTests {
             }
             let first = try SpillwayProcess(["run", "--config", configPath])
             try await first.waitForLog(kind.streamingLog)
-            let second = try await SpillwayProcess.run(["run", "--config", configPath])
-            #expect(second.code == 1, "\(second.stderr)")
-            #expect(second.stderr.contains("already running"), "\(second.stderr)")
+            let once = try await SpillwayProcess.run(["run", "--once", "--config", configPath])
+            #expect(once.code == 1, "\(once.stderr)")
+            #expect(once.stderr.contains("already running"), "\(once.stderr)")
             #expect(first.process.isRunning, "the refused runner did not disturb the first")
+            // A second daemon of the same consumer is a standby: it waits for the lock, reads and writes nothing.
+            let second = try SpillwayProcess(["run", "--config", configPath])
+            try await second.waitForLog("standby: another runner of this consumer is active")
 
             // A different consumer is not refused, and both read the same changes.
             let other = try SpillwayProcess(["run", "--config", otherPath])
@@ -134,7 +138,7 @@ struct CommandLineTests {
             for path in [sink, otherSink] {
                 try await waitForEvents(path, "both consumers to deliver the 3 inserts") { $0.count >= 3 }
             }
-            for runner in [first, other] {
+            for runner in [second, first, other] {
                 runner.signal(SIGTERM)
                 #expect(try await runner.wait() == 0, "\(runner.stderr)")
             }

@@ -53,12 +53,17 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
     }
 
     public func run() async throws {
-        defer { latency.logSummary(logger) }
-        try await runReconnecting(logger: logger, retry: options.retry, database: config.database.redactedURL) {
-            try await withConsumerSession(config) { control, record in
+        defer {
+            fanout.monitor?.stopped()
+            latency.logSummary(logger)
+        }
+        try await runReconnecting(logger: logger, retry: options.retry, database: config.database.redactedURL,
+                                  onFailure: { [fanout] in fanout.monitor?.sessionFailed() }) {
+            try await withConsumerSession(config, logger: logger, isStandbyAllowed: !options.once, onStandby: { [fanout] in fanout.monitor?.standby() }) { control, record in
                 let source = try await openSource(record, control, logger)
                 do {
                     try await fanout.validate(capturing: config, on: control)
+                    fanout.monitor?.sessionStarted()
                     try await stream(from: source)
                 } catch {
                     await source.close()
@@ -131,8 +136,10 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
             guard let batch = try await source.next(after: position, maximum: config.source.batchSize, wait: .milliseconds(250)) else {
                 return
             }
+            fanout.monitor?.tick()
             try await window.acquire(Self.windowShare(of: batch))
             let submission = batch.events.isEmpty ? FanoutSubmission.empty : try await fanout.submit(masker.apply(batch.events))
+            fanout.monitor?.read(batch.events)
             let sequence = state.withLock { $0.read() }
             submitted.yield(InFlightBatch(sequence: sequence, batch: batch, submission: submission))
             if let end = batch.end { position = end }
@@ -150,6 +157,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
                 try await fanout.complete(item.submission) { message in await source.recordError(message) }
                 latency.recordCommitLatencies(of: item.batch.events)
             }
+            fanout.monitor?.acknowledged(item.batch.events)
             window.release(Self.windowShare(of: item.batch))
             try state.withLock { try $0.acknowledge(item.sequence, item.batch) }
             wake.yield()
@@ -183,7 +191,9 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
 
 /// Runs `body`, reconnecting with backoff after connection failures until it returns or shutdown begins.
 /// Configuration and fatal errors end it.
-func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, _ body: () async throws -> Void) async throws {
+/// `onFailure` hears each failed session that is retried.
+func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, onFailure: () -> Void = {},
+                     _ body: () async throws -> Void) async throws {
     var backoff = ReconnectBackoff<ContinuousClock.Instant>(policy: retry)
     while !Task.isShuttingDownGracefully, !Task.isCancelled {
         do {
@@ -202,6 +212,7 @@ func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, _ bod
             return
         } catch {
             if Task.isShuttingDownGracefully { return }
+            onFailure()
             let delay = backoff.failed(at: .now, jitter: Double.random(in: 0.5...1))
             if let failure = error as? PipelinedDeliveryFailed {
                 // Later batches may already be written: everything after the checkpoint goes again, in order.
@@ -220,16 +231,28 @@ func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, _ bod
     }
 }
 
-/// Opens the consumer's control connection, takes its advisory lock (one runner per consumer) and loads its
-/// checkpoint, runs `body`, and closes the connection (the lock goes with it) however `body` ends.
-func withConsumerSession(_ config: SpillwayConfig,
+/// Opens the consumer's control connection, takes its advisory lock and loads its checkpoint, runs `body`,
+/// and closes the connection (the lock goes with it) however `body` ends.
+///
+/// Hot standby: while another runner holds the lock, this one waits on its control connection, up to
+/// `ha.takeover` at a time (`lock_timeout`), telling `onStandby` at each wait; PostgreSQL grants the lock
+/// the moment the active runner's session ends. Server-side TCP keepalives of about `ha.takeover` end a
+/// session whose client vanished without closing it (a cut network). Checkpoint saves check, in their own
+/// statement, that this session still holds the lock (`CheckpointStore`), so two runners never both write.
+///
+/// `isStandbyAllowed` false (`run --once`): a consumer active elsewhere is an error instead, after a few tries
+/// (a runner that just stopped may hold the lock a moment longer: its server process ends after the close).
+func withConsumerSession(_ config: SpillwayConfig, logger: Logger, isStandbyAllowed: Bool = true, onStandby: () -> Void = {},
                          _ body: (PostgresConnection, CheckpointRecord) async throws -> Void) async throws {
     try await PostgresConnection.withConnection(url: config.database.url, applicationName: "spillway-checkpoint") { control in
-        let lockName = "spillway-consumer:\(config.consumer)"
-        // A runner that just stopped may still hold the lock for a moment: its server process ends after
-        // the client closed the connection. So a few tries before calling the consumer taken.
+        let lockName = CheckpointStore.lockName(consumer: config.consumer)
+        let takeover = max(1, Int(config.ha.takeover.components.seconds))
+        // Keepalives every ~takeover/3 s, given up after 3 misses: the server ends a silent session, and so
+        // frees its lock, about `ha.takeover` after its client went.
+        let probe = max(1, takeover / 3)
+        try await control.execute("SET tcp_keepalives_idle = \(probe); SET tcp_keepalives_interval = \(probe); SET tcp_keepalives_count = 3")
         var attempt = 0
-        while try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", [lockName]).first?[0] != "t" {
+        while !isStandbyAllowed, try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", [lockName]).first?[0] != "t" {
             attempt += 1
             guard attempt < 5 else {
                 throw FatalError("consumer '\(config.consumer)' is already running elsewhere (it holds its advisory lock). "
@@ -237,8 +260,26 @@ func withConsumerSession(_ config: SpillwayConfig,
             }
             try await Task.sleep(for: .milliseconds(200))
         }
-        // Released explicitly, so the next runner (the demo's second pass, a restart) need not wait for this
-        // connection's server process to end after the close.
+        if isStandbyAllowed, try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", [lockName]).first?[0] != "t" {
+            logger.notice("standby: another runner of this consumer is active; waiting to take over", metadata: [
+                LogKey.consumer: "\(config.consumer)",
+            ])
+            try await control.execute("SET lock_timeout = '\(config.ha.takeover.components.seconds * 1000 + config.ha.takeover.components.attoseconds / 1_000_000_000_000_000)ms'")
+            while true {
+                onStandby()
+                if Task.isShuttingDownGracefully || Task.isCancelled { return }
+                do {
+                    _ = try await control.query("SELECT pg_advisory_lock(hashtext($1))", [lockName])
+                    break
+                } catch let error as PostgresError where error.sqlState == "55P03" {
+                    continue  // lock_timeout: still taken; look at shutdown and wait again
+                }
+            }
+            try await control.execute("SET lock_timeout = 0")
+            logger.notice("active: took over the consumer", metadata: [LogKey.consumer: "\(config.consumer)"])
+        }
+        // Released explicitly, so the next runner (a standby, the demo's second pass, a restart) need not wait
+        // for this connection's server process to end after the close.
         func unlock() async { _ = try? await control.query("SELECT pg_advisory_unlock(hashtext($1))", [lockName]) }
         do {
             guard try await PostgresCatalog.tableExists(QualifiedName(schema: config.schema, name: "checkpoints"), on: control),

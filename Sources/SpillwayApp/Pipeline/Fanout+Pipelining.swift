@@ -17,6 +17,8 @@ public struct FanoutSubmission: Sendable {
         var events: [ChangeEvent]
         /// Set for pipelined sinks, which already hold the events.
         var acknowledgement: SinkAcknowledgement?
+        /// When a pipelined sink took the events: its delivery duration runs from here to the acknowledgement.
+        var submittedAt = ContinuousClock.now
     }
 
     var parts: [Part]
@@ -40,6 +42,7 @@ extension Fanout {
                 do {
                     part.acknowledgement = try await sink.submit(selected)
                 } catch {
+                    monitor?.sinkFailed(sink.name, willRetry: false)
                     throw PipelinedDeliveryFailed(sink: sink.name, underlying: error)
                 }
             }
@@ -62,7 +65,9 @@ extension Fanout {
                     }
                     do {
                         try await acknowledgement.wait()
+                        monitor?.sinkAcknowledged(part.route.sink.name, events: part.events.count, after: .now - part.submittedAt)
                     } catch {
+                        monitor?.sinkFailed(part.route.sink.name, willRetry: false)
                         await onFailure("sink '\(part.route.sink.name)': \(error)")
                         throw PipelinedDeliveryFailed(sink: part.route.sink.name, underlying: error)
                     }

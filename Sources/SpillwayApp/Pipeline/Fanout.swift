@@ -26,11 +26,14 @@ public struct Fanout: Sendable {
     let routes: [Route]
     let retry: RetryPolicy
     let logger: Logger
+    /// Hears every sink's acknowledgements and failures (health and metrics); nil in tests that need neither.
+    let monitor: PipelineMonitor?
 
-    public init(routes: [Route], retry: RetryPolicy = RetryPolicy(), logger: Logger) {
+    public init(routes: [Route], retry: RetryPolicy = RetryPolicy(), logger: Logger, monitor: PipelineMonitor? = nil) {
         self.routes = routes
         self.retry = retry
         self.logger = logger
+        self.monitor = monitor
     }
 
     /// `onFailure` hears each failed attempt (for `status`'s last error).
@@ -51,18 +54,23 @@ public struct Fanout: Sendable {
     func deliver(_ events: [ChangeEvent], to sink: any ChangeSink,
                          onFailure: @escaping @Sendable (String) async -> Void) async throws {
         var attempt = 0
+        let clock = ContinuousClock()
         while true {
+            let started = clock.now
             do {
                 try await SinkFailureReport.$handler.withValue(SinkFailureReport.Handler { await onFailure("sink '\(sink.name)': \($0)") }) {
                     try await sink.deliver(events)
                 }
+                monitor?.sinkAcknowledged(sink.name, events: events.count, after: clock.now - started)
                 if attempt > 0 { logger.info("sink recovered", metadata: [LogKey.sink: "\(sink.name)", LogKey.attempts: "\(attempt + 1)"]) }
                 return
             } catch {
                 attempt += 1
                 let message = "sink '\(sink.name)': \(error)"
                 await onFailure(message)
-                if Task.isShuttingDownGracefully || Task.isCancelled { throw DeliveryAbandoned(sink: sink.name) }
+                let isStopping = Task.isShuttingDownGracefully || Task.isCancelled
+                monitor?.sinkFailed(sink.name, willRetry: !isStopping)
+                if isStopping { throw DeliveryAbandoned(sink: sink.name) }
                 let delay = retry.delay(forAttempt: attempt, jitter: Double.random(in: 0.5...1))
                 logger.warning("delivery failed, retrying", metadata: [
                     LogKey.sink: "\(sink.name)", LogKey.attempts: "\(attempt)", LogKey.error: "\(error)",

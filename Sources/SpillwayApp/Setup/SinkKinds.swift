@@ -22,3 +22,10 @@ extension SpillwayConfig {
         try parse(yaml: yaml, environment: environment, sinkKinds: SinkKinds.all)
     }
 }
+
+extension SpillwayConfig {
+    /// Every problem of the YAML (`spillway check`), with every built-in sink kind.
+    public static func check(yaml: String, environment: [String: String] = [:]) -> (SpillwayConfig?, [ConfigError]) {
+        check(yaml: yaml, environment: environment, sinkKinds: SinkKinds.all)
+    }
+}

@@ -157,12 +157,17 @@ public struct ConfigReader {
 
     /// Checks up front, so a misspelt required key reads "did you mean" rather than "is required".
     public func rejectUnknownKeys(known knownKeys: Set<String>) throws(ConfigError) {
+        if let first = unknownKeyErrors(known: knownKeys).first { throw first }
+    }
+
+    /// One error per key not in `knownKeys`, in document order (`spillway check` reports them all).
+    public func unknownKeyErrors(known knownKeys: Set<String>) -> [ConfigError] {
         let known = knownKeys.sorted()
-        for entry in entries where !knownKeys.contains(entry.key) {
+        return entries.filter { !knownKeys.contains($0.key) }.map { entry in
             let suggestion = known.min { editDistance($0, entry.key) < editDistance($1, entry.key) }
             let hint = suggestion.flatMap { editDistance($0, entry.key) <= 3 ? "did you mean '\($0)'? " : nil } ?? ""
-            throw ConfigError(key: keyPath(entry.key), problem: "unknown key",
-                              fix: "\(hint)known keys here: \(known.joined(separator: ", "))")
+            return ConfigError(key: keyPath(entry.key), problem: "unknown key",
+                               fix: "\(hint)known keys here: \(known.joined(separator: ", "))")
         }
     }
 

@@ -10,15 +10,20 @@ public struct SpillwayConfig: Sendable {
     public var source: SourceConfig
     public var sinks: [SinkConfig]
     public var log: LogConfig
+    /// The health and metrics endpoint of `run`.
+    public var http: HTTPConfig
+    /// Standbys of the consumer.
+    public var ha: HAConfig = HAConfig()
 
     public init(database: DatabaseConfig, schema: String = "spillway", consumer: String = "spillway",
-                source: SourceConfig, sinks: [SinkConfig], log: LogConfig = LogConfig()) {
+                source: SourceConfig, sinks: [SinkConfig], log: LogConfig = LogConfig(), http: HTTPConfig = HTTPConfig()) {
         self.database = database
         self.schema = schema
         self.consumer = consumer
         self.source = source
         self.sinks = sinks
         self.log = log
+        self.http = http
     }
 }
 
@@ -146,85 +151,182 @@ public struct LogConfig: Sendable {
 }
 
 extension SpillwayConfig {
-    /// Parses and validates YAML. `environment` supplies `SPILLWAY_DATABASE_URL` and `${NAME}` values;
+    /// Parses and validates YAML. `environment` supplies `SPILLWAY_DATABASE_URL`, the `SPILLWAY_SECTION__KEY`
+    /// overrides (`EnvironmentOverrides`) and the `${NAME}` variables of secrets. Throws the first problem.
     /// `sinkKinds` are the sink kinds `kind:` may name (SpillwayApp's `SinkKinds.all`).
     public static func parse(yaml: String, environment: [String: String] = [:],
                              sinkKinds: [any SinkSettings.Type]) throws(ConfigError) -> SpillwayConfig {
-        let node: Node?
+        let (config, problems) = check(yaml: yaml, environment: environment, sinkKinds: sinkKinds)
+        if let first = problems.first { throw first }
+        guard let config else { throw ConfigError(key: "(document)", problem: "could not be read", fix: "see Config/spillway.example.yaml") }
+        return config
+    }
+
+    /// Every problem of the YAML, in document order (`spillway check`): independent sections — database,
+    /// schema, consumer, source, each sink, log, http — are each checked even when another failed; within a
+    /// section, the first problem. The config when there is none.
+    public static func check(yaml: String, environment: [String: String] = [:],
+                             sinkKinds: [any SinkSettings.Type]) -> (SpillwayConfig?, [ConfigError]) {
+        let parsed: Node?
         do {
-            node = try Yams.compose(yaml: yaml)
+            parsed = try Yams.compose(yaml: yaml)
         } catch {
-            throw ConfigError(key: "(document)", problem: "not valid YAML: \(error)", fix: "correct the YAML syntax")
+            return (nil, [ConfigError(key: "(document)", problem: "not valid YAML: \(error)", fix: "correct the YAML syntax")])
         }
-        guard let node else {
-            throw ConfigError(key: "(document)", problem: "the file is empty", fix: "see Config/spillway.example.yaml")
-        }
-        var root = try ConfigReader(node: node, path: "")
-        try root.rejectUnknownKeys(known: ["database", "schema", "consumer", "source", "sinks", "log"])
-
-        var databaseURL: String?
-        if var database = try root.child("database") {
-            databaseURL = try database.optionalString("url")
-            try database.rejectUnknownKeys()
-        }
-        if let override = environment["SPILLWAY_DATABASE_URL"], !override.isEmpty { databaseURL = override }
-        guard let url = databaseURL, !url.isEmpty else {
-            throw ConfigError(key: "database.url", problem: "is required",
-                              fix: "set database.url to a postgres:// URL, or export SPILLWAY_DATABASE_URL")
-        }
-
-        let schema = try root.optionalString("schema") ?? "spillway"
-        guard isPlainIdentifier(schema) else {
-            throw ConfigError(key: "schema", problem: "'\(schema)' is not a plain identifier",
-                              fix: "use lower-case letters, digits and _")
-        }
-        let consumer = try root.optionalString("consumer") ?? "spillway"
-        guard !consumer.isEmpty, consumer.count <= 200 else {
-            throw ConfigError(key: "consumer", problem: "must be 1 to 200 characters", fix: "name the consumer, e.g. search-sync")
-        }
-
-        guard var sourceReader = try root.child("source") else {
-            throw ConfigError(key: "source", problem: "is required",
-                              fix: "add `source: {kind: audit_log, tables: [public.products]}`")
-        }
-        try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "max_in_flight_batches", "history",
-                                                       "prune", "notify", "mask_key"] + ReplicationSettings.keys))
-        var source = try parseSource(&sourceReader, environment: environment)
-        if source.kind == .replication, ConnectionString.namesPooledHost(url) {
-            throw ConfigError(key: "database.url", problem: "names a pooled endpoint (a -pooler host); logical replication needs a direct connection",
-                              fix: "use the direct host (without -pooler, e.g. Neon's ep-name.region.aws.neon.tech), or source.kind: audit_log")
-        }
-        source.replication.applyDefaults(consumer: consumer)
-        try sourceReader.rejectUnknownKeys()
-
-        guard let sinkReaders = try root.children("sinks"), !sinkReaders.isEmpty else {
-            throw ConfigError(key: "sinks", problem: "needs at least one sink",
-                              fix: "add `sinks: [{name: out, kind: file, path: \"-\"}]`")
-        }
-        var sinks: [SinkConfig] = []
-        for var reader in sinkReaders {
-            var sink = try parseSink(&reader, consumer: consumer, source: source, environment: environment, sinkKinds: sinkKinds)
-            sink.format = try parseFormat(&reader, sink: sink)
-            try reader.rejectUnknownKeys()
-            if sinks.contains(where: { $0.name == sink.name }) {
-                throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
-                                  fix: "give every sink its own name")
+        let overrides: [EnvironmentOverrides.Override]
+        let node: Node
+        do {
+            overrides = try EnvironmentOverrides.overrides(in: environment)
+            guard let parsed else {
+                return (nil, [ConfigError(key: "(document)", problem: "the file is empty", fix: "see Config/spillway.example.yaml")])
             }
-            sinks.append(sink)
+            node = try EnvironmentOverrides.apply(overrides, to: parsed)
+        } catch {
+            return (nil, [error])
         }
-        for (index, sink) in sinks.enumerated() {
-            try sink.settings.validate(source: source, filter: sink.filter, keyPath: "sinks[\(index)]")
+        var problems = Problems()
+        let config = parse(node: node, environment: environment, sinkKinds: sinkKinds, problems: &problems)
+        return (problems.all.isEmpty ? config : nil, problems.all.map { EnvironmentOverrides.attribute($0, to: overrides) })
+    }
+
+    /// Collects the problems of independent sections.
+    struct Problems {
+        private(set) var all: [ConfigError] = []
+
+        mutating func add(_ error: ConfigError) { all.append(error) }
+
+        /// `body`'s value, or nil after recording its problem.
+        mutating func attempt<T>(_ body: () throws -> T) -> T? {
+            do {
+                return try body()
+            } catch let error as ConfigError {
+                all.append(error)
+            } catch {
+                all.append(ConfigError(key: "(document)", problem: "\(error)", fix: "correct the YAML"))
+            }
+            return nil
+        }
+    }
+
+    private static func parse(node: Node, environment: [String: String], sinkKinds: [any SinkSettings.Type],
+                              problems: inout Problems) -> SpillwayConfig? {
+        guard var root = problems.attempt({ try ConfigReader(node: node, path: "") }) else { return nil }
+        for error in root.unknownKeyErrors(known: ["database", "schema", "consumer", "source", "sinks", "log", "http", "ha"]) { problems.add(error) }
+
+        let url: String? = problems.attempt {
+            var databaseURL: String?
+            if var database = try root.child("database") {
+                databaseURL = try database.optionalString("url")
+                try database.rejectUnknownKeys()
+            }
+            if let override = environment["SPILLWAY_DATABASE_URL"], !override.isEmpty { databaseURL = override }
+            guard let url = databaseURL, !url.isEmpty else {
+                throw ConfigError(key: "database.url", problem: "is required",
+                                  fix: "set database.url to a postgres:// URL, or export SPILLWAY_DATABASE_URL")
+            }
+            return url
         }
 
-        var log = LogConfig()
-        if var logReader = try root.child("log") {
-            log.level = try logReader.choice("level", default: log.level)
-            log.format = try logReader.choice("format", default: log.format)
-            try logReader.rejectUnknownKeys()
+        let schema: String? = problems.attempt {
+            let schema = try root.optionalString("schema") ?? "spillway"
+            guard isPlainIdentifier(schema) else {
+                throw ConfigError(key: "schema", problem: "'\(schema)' is not a plain identifier",
+                                  fix: "use lower-case letters, digits and _")
+            }
+            return schema
         }
-        try root.rejectUnknownKeys()
-        return SpillwayConfig(database: DatabaseConfig(url: url), schema: schema, consumer: consumer,
-                              source: source, sinks: sinks, log: log)
+        let consumer: String? = problems.attempt {
+            let consumer = try root.optionalString("consumer") ?? "spillway"
+            guard !consumer.isEmpty, consumer.count <= 200 else {
+                throw ConfigError(key: "consumer", problem: "must be 1 to 200 characters", fix: "name the consumer, e.g. search-sync")
+            }
+            return consumer
+        }
+
+        let source: SourceConfig? = problems.attempt {
+            guard var sourceReader = try root.child("source") else {
+                throw ConfigError(key: "source", problem: "is required",
+                                  fix: "add `source: {kind: audit_log, tables: [public.products]}`")
+            }
+            try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "max_in_flight_batches",
+                                                           "history", "prune", "notify", "mask_key"] + ReplicationSettings.keys))
+            var source = try parseSource(&sourceReader, environment: environment)
+            if source.kind == .replication, let url, ConnectionString.namesPooledHost(url) {
+                throw ConfigError(key: "database.url", problem: "names a pooled endpoint (a -pooler host); logical replication needs a direct connection",
+                                  fix: "use the direct host (without -pooler, e.g. Neon's ep-name.region.aws.neon.tech), or source.kind: audit_log")
+            }
+            source.replication.applyDefaults(consumer: consumer ?? "spillway")
+            try sourceReader.rejectUnknownKeys()
+            return source
+        }
+
+        var sinks: [SinkConfig]? = []
+        if let sinkReaders = problems.attempt({ () throws -> [ConfigReader] in
+            guard let readers = try root.children("sinks"), !readers.isEmpty else {
+                throw ConfigError(key: "sinks", problem: "needs at least one sink",
+                                  fix: "add `sinks: [{name: out, kind: file, path: \"-\"}]`")
+            }
+            return readers
+        }) {
+            // Without a valid source, sinks are still read (against no tables) but not checked against it.
+            let sinkSource = source ?? SourceConfig(tables: [])
+            for reader in sinkReaders {
+                var reader = reader
+                let sink: SinkConfig? = problems.attempt {
+                    var sink = try parseSink(&reader, consumer: consumer ?? "spillway", source: sinkSource, environment: environment,
+                                             sinkKinds: sinkKinds)
+                    sink.format = try parseFormat(&reader, sink: sink)
+                    try reader.rejectUnknownKeys()
+                    if sinks?.contains(where: { $0.name == sink.name }) == true {
+                        throw ConfigError(key: reader.keyPath("name"), problem: "sink name '\(sink.name)' is used twice",
+                                          fix: "give every sink its own name")
+                    }
+                    return sink
+                }
+                if let sink { sinks?.append(sink) } else { sinks = nil }
+            }
+            // Checked once all are read, so that a later sink's syntax error comes first, as before.
+            if let source, let parsed = sinks {
+                for (index, sink) in parsed.enumerated() {
+                    if problems.attempt({ try sink.settings.validate(source: source, filter: sink.filter, keyPath: "sinks[\(index)]") }) == nil {
+                        sinks = nil
+                    }
+                }
+            }
+        } else {
+            sinks = nil
+        }
+
+        let log: LogConfig? = problems.attempt {
+            var log = LogConfig()
+            if var logReader = try root.child("log") {
+                log.level = try logReader.choice("level", default: log.level)
+                log.format = try logReader.choice("format", default: log.format)
+                try logReader.rejectUnknownKeys()
+            }
+            return log
+        }
+        let http: HTTPConfig? = problems.attempt {
+            var http = HTTPConfig()
+            if var httpReader = try root.child("http") {
+                http = try HTTPConfig.parse(&httpReader)
+                try httpReader.rejectUnknownKeys()
+            }
+            return http
+        }
+        let ha: HAConfig? = problems.attempt {
+            var ha = HAConfig()
+            if var haReader = try root.child("ha") {
+                ha = try HAConfig.parse(&haReader)
+                try haReader.rejectUnknownKeys()
+            }
+            return ha
+        }
+        guard let url, let schema, let consumer, let source, let sinks, let log, let http, let ha else { return nil }
+        var config = SpillwayConfig(database: DatabaseConfig(url: url), schema: schema, consumer: consumer,
+                                    source: source, sinks: sinks, log: log, http: http)
+        config.ha = ha
+        return config
     }
 
     static func isPlainIdentifier(_ text: String) -> Bool {

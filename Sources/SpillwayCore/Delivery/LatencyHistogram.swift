@@ -53,13 +53,20 @@ extension LatencyHistogram {
     /// Records, for each event with a `commit_time`, the time from that commit to `acknowledgedAt` (seconds
     /// since 1970). A transaction's events share one commit time, which is parsed once per run of them.
     public mutating func recordCommitLatencies(of events: [ChangeEvent], acknowledgedAt now: Double) {
+        Self.forEachCommitLatency(of: events, acknowledgedAt: now) { latency, count in record(latency, count: count) }
+    }
+
+    /// Calls `body` once per run of events sharing a `commit_time` with that run's latency and length
+    /// (the metrics' histogram and this one see the same figures).
+    public static func forEachCommitLatency(of events: [ChangeEvent], acknowledgedAt now: Double,
+                                            _ body: (_ latency: Duration, _ count: Int) -> Void) {
         var index = 0
         while index < events.count {
             let commitTime = events[index].commitTime
             var end = index + 1
             while end < events.count, events[end].commitTime == commitTime { end += 1 }
             if let commitTime, let committed = ISOTimestamp.secondsSince1970(utc: commitTime) {
-                record(.microseconds(Int64(((now - committed) * 1e6).rounded())), count: end - index)
+                body(.microseconds(Int64(((now - committed) * 1e6).rounded())), end - index)
             }
             index = end
         }

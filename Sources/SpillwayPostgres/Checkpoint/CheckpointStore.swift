@@ -26,6 +26,30 @@ public struct CheckpointStore: Sendable {
         table = "\(SQLText.identifier(schema)).checkpoints"
     }
 
+    /// The session-level advisory lock (`pg_advisory_lock(hashtext(name))`) the active runner of a consumer
+    /// holds on its control connection; it goes with that session (a crash, a kill -9, a cut connection).
+    public static func lockName(consumer: String) -> String { "spillway-consumer:\(consumer)" }
+
+    /// True when this very session holds the consumer's lock (`$N` is the lock name). A save carries it in
+    /// its WHERE: a runner whose lock is gone (its session replaced, the lock released) moves no checkpoint,
+    /// so two runners of one consumer never both write, whatever their connections did.
+    static func holdsLock(parameter: Int) -> String {
+        // A bigint advisory key is stored as classid (high 32 bits) and objid (low 32 bits), objsubid 1.
+        """
+        EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1
+                AND ((classid::bigint << 32) | objid::bigint) = hashtext($\(parameter))::bigint)
+        """
+    }
+
+    /// Zero rows updated: the row is gone, or this session lost the consumer's lock.
+    private func saveFailed(consumer: String, on connection: PostgresConnection) async throws -> any Error {
+        let exists = try await connection.query("SELECT 1 FROM \(table) WHERE consumer = $1", [consumer])
+        if exists.rows.isEmpty {
+            return PostgresError(message: "consumer '\(consumer)' has no row in \(table): it was removed while running; run `spillway install` again")
+        }
+        return ConsumerLockLost(consumer: consumer)
+    }
+
     /// Creates the consumer's row if it has none; an existing row (and its position) is left alone.
     public func register(consumer: String, auditTable: QualifiedName, cursor: AuditLogCursor,
                          on connection: PostgresConnection) async throws {
@@ -90,15 +114,13 @@ public struct CheckpointStore: Sendable {
                 position = coalesce($9, position), events_total = events_total + $10::bigint, updated_at = now(),
                 last_error = CASE WHEN $10::bigint > 0 THEN NULL ELSE last_error END,
                 last_error_at = CASE WHEN $10::bigint > 0 THEN NULL ELSE last_error_at END
-            WHERE consumer = $1
+            WHERE consumer = $1 AND \(Self.holdsLock(parameter: 11))
             """,
             [consumer, cursor.completed.description, cursor.batch?.description,
              cursor.batchProgress.map { String($0.transactionRank) }, cursor.batchProgress.map { String($0.sequence) },
              cursor.isHistoryDone ? "true" : "false", cursor.historyProgress?.changedAt, cursor.historyProgress?.id,
-             position, String(deliveredEvents)])
-        guard result.affectedRows == 1 else {
-            throw PostgresError(message: "consumer '\(consumer)' has no row in \(table): it was removed while running; run `spillway install` again")
-        }
+             position, String(deliveredEvents), Self.lockName(consumer: consumer)])
+        guard result.affectedRows == 1 else { throw try await saveFailed(consumer: consumer, on: connection) }
     }
 
     /// Creates a replication consumer's row if it has none.
@@ -121,11 +143,10 @@ public struct CheckpointStore: Sendable {
                 events_total = events_total + $5::bigint, updated_at = now(),
                 last_error = CASE WHEN $5::bigint > 0 THEN NULL ELSE last_error END,
                 last_error_at = CASE WHEN $5::bigint > 0 THEN NULL ELSE last_error_at END
-            WHERE consumer = $1
-            """, [consumer, position.commitLSN.description, position.index.map(String.init), lastEventPosition, String(deliveredEvents)])
-        guard result.affectedRows == 1 else {
-            throw PostgresError(message: "consumer '\(consumer)' has no row in \(table): it was removed while running; run `spillway install` again")
-        }
+            WHERE consumer = $1 AND \(Self.holdsLock(parameter: 6))
+            """, [consumer, position.commitLSN.description, position.index.map(String.init), lastEventPosition, String(deliveredEvents),
+                  Self.lockName(consumer: consumer)])
+        guard result.affectedRows == 1 else { throw try await saveFailed(consumer: consumer, on: connection) }
     }
 
     /// Records why the consumer is stuck, for `status`. Best effort: the caller is already handling an error.
@@ -145,5 +166,14 @@ public struct CheckpointStore: Sendable {
             WHERE consumer = $1
             """, [consumer, PGSnapshot.origin.description, includingHistory ? "false" : "true"])
         return result.affectedRows == 1
+    }
+}
+
+/// A save found that its session no longer holds the consumer's lock: another runner may be active. The
+/// session ends without moving the checkpoint and starts over (as a standby if the lock is taken).
+public struct ConsumerLockLost: Error, CustomStringConvertible {
+    public let consumer: String
+    public var description: String {
+        "this runner no longer holds consumer '\(consumer)''s lock (another may be active): the checkpoint was not moved"
     }
 }

@@ -13,6 +13,8 @@ final class SpillwayProcess: @unchecked Sendable {
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "SPILLWAY_DATABASE_URL")
+        // Many tests run `spillway run` at once: each status endpoint on a port of its own (the log names it).
+        env["SPILLWAY_HTTP__ADDRESS"] = "127.0.0.1:0"
         for (key, value) in environment { env[key] = value }
         process.environment = env
         stdoutPath = tempPath("stdout")

@@ -1,0 +1,91 @@
+import Foundation
+import SpillwayCore
+import SpillwayPostgres
+import Testing
+
+@Suite("hot standby: several runners of one consumer", .enabled(if: TestEnvironment.canRun))
+struct HotStandbyTests {
+    @Test("kill -9 of the active runner: the standby takes over from its checkpoint; nothing is lost, only the killed runner's unsaved tail comes again",
+          arguments: SourceKind.allCases)
+    func standbyTakesOver(kind: SourceKind) async throws {
+        try await withTestDatabase { db in
+            let app = try await db.connect()
+            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+            // One consumer, two runners, each with a file of its own: what each delivered stays apart.
+            let (activeConfig, activeSink) = try db.writeConfig(kind: kind.rawValue, extraSource: "  batch_size: 20")
+            let (standbyConfig, standbySink) = try db.writeConfig(kind: kind.rawValue, extraSource: "  batch_size: 20")
+            let installed = try await SpillwayProcess.run(["install", "--config", activeConfig])
+            try #require(installed.code == 0, "install failed: \(installed.stderr)")
+            let environment = ["SPILLWAY_HA__TAKEOVER": "1s"]
+            let active = try SpillwayProcess(["run", "--config", activeConfig], environment: environment)
+            try await active.waitForLog(kind.streamingLog)
+            let standby = try SpillwayProcess(["run", "--config", standbyConfig], environment: environment)
+            try await standby.waitForLog("standby: another runner of this consumer is active")
+            let standbyScrape = try await Scrape.take(port: try await standby.httpPort())
+            #expect(standbyScrape.readyz.status == 200 && standbyScrape.readyz.body.contains("role: standby"), "\(standbyScrape.readyz.body)")
+            #expect(standbyScrape.sum("spillway_leader") == 0)
+
+            for first in stride(from: 1, through: 1000, by: 50) {
+                try await app.execute("INSERT INTO products SELECT g, 'p' FROM generate_series(\(first), \(first + 49)) g")
+            }
+            // Mid-stream: a few hundred delivered, more on the way.
+            try await waitForEvents(activeSink, "the active runner to deliver some", until: { $0.count >= 200 })
+            active.signal(SIGKILL)
+            _ = try await active.wait()
+            let killedAt = ContinuousClock.now
+            try await app.execute("INSERT INTO products SELECT g, 'q' FROM generate_series(1001, 1200) g")
+            try await standby.waitForLog("active: took over the consumer")
+            let takeover = ContinuousClock.now - killedAt
+            try await waitForEvents(standbySink, timeout: .seconds(90), "the rest, from the new active runner") {
+                $0.contains { $0.key?["id"]?.plainText == "1200" }
+            }
+            let scrape = try await Scrape.take(port: try await standby.httpPort())
+            #expect(scrape.readyz.body.contains("role: active"), "\(scrape.readyz.body)")
+            #expect(scrape.sum("spillway_leader") == 1)
+            standby.signal(SIGTERM)
+            #expect(try await standby.wait() == 0, "\(standby.stderr)")
+
+            let byKilled = try readEvents(activeSink, isStillWriting: true).compactMap { $0.key?["id"]?.plainText }
+            let byNew = try readEvents(standbySink).compactMap { $0.key?["id"]?.plainText }
+            #expect(!byKilled.isEmpty && !byNew.isEmpty)
+            #expect(Set(byKilled).union(byNew) == Set((1...1200).map(String.init)), "nothing committed is missing")
+            let twice = Set(byKilled).intersection(byNew).count
+            // The new runner starts at the killed one's last checkpoint: what comes twice is exactly the tail the
+            // killed runner delivered past it, in the same order, and nothing before it.
+            #expect(Array(byNew.prefix(twice)) == Array(byKilled.suffix(twice)), "the overlap is the killed runner's unsaved tail")
+            #expect(twice < byKilled.count, "not everything again: the new runner resumed from a checkpoint")
+            #expect(Set(byNew).count == byNew.count && Set(byKilled).count == byKilled.count, "each runner delivered each change once")
+            print("hot standby (\(kind)): took over \(takeover) after kill -9; \(byKilled.count) events by the killed runner, "
+                + "\(byNew.count) by the new one, \(twice) delivered by both")
+        }
+    }
+
+    @Test("a checkpoint save from a session that does not hold the consumer's lock changes nothing", arguments: SourceKind.allCases)
+    func saveWithoutTheLockIsRefused(kind: SourceKind) async throws {
+        try await withTestDatabase { db in
+            let app = try await db.connect()
+            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+            let (configPath, _) = try db.writeConfig(kind: kind.rawValue)
+            #expect(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+            let before = try await CheckpointRow.read(consumer: "tests", on: app)
+            let store = CheckpointStore(schema: "spillway")
+            await #expect(throws: ConsumerLockLost.self) {
+                if kind == .replication {
+                    try await store.save(consumer: "tests", position: ReplicationPosition(commitLSN: LSN(string: "0/1000000")!, index: nil),
+                                         lastEventPosition: "forged", deliveredEvents: 5, on: app)
+                } else {
+                    try await store.save(consumer: "tests", cursor: AuditLogCursor(), position: "forged", deliveredEvents: 5, on: app)
+                }
+            }
+            let after = try await CheckpointRow.read(consumer: "tests", on: app)
+            #expect(after.position == before.position && after.eventsTotal == before.eventsTotal, "\(after)")
+
+            // With the lock, the same session may save.
+            _ = try await app.query("SELECT pg_advisory_lock(hashtext($1))", [CheckpointStore.lockName(consumer: "tests")])
+            if kind == .auditLog {
+                try await store.save(consumer: "tests", cursor: AuditLogCursor(), position: "p", deliveredEvents: 1, on: app)
+                #expect(try await CheckpointRow.read(consumer: "tests", on: app).eventsTotal == before.eventsTotal + 1)
+            }
+        }
+    }
+}
