@@ -528,3 +528,37 @@ struct PooledEndpointTests {
         _ = try SpillwayConfig.parse(yaml: Self.yaml(kind: "replication", url: "postgres://u@ep-x.us-east-2.aws.neon.tech/db"))
     }
 }
+
+@Suite("source.idle_backoff")
+struct IdleBackoffConfigTests {
+    static func yaml(kind: String = "audit_log", _ backoff: String) -> String {
+        """
+        database: {url: "postgres://h/db"}
+        source: {kind: \(kind), tables: [public.products], poll_interval: 200ms, idle_backoff: \(backoff)}
+        sinks: [{name: out, kind: file, path: "-"}]
+        """
+    }
+
+    @Test func bothSpellings() throws {
+        #expect(try SpillwayConfig.parse(yaml: Self.yaml("5m")).source.idleBackoff == IdleBackoff(after: .seconds(60), maximum: .seconds(300)))
+        #expect(try SpillwayConfig.parse(yaml: Self.yaml("{after: 30s, max: 2m}")).source.idleBackoff
+                == IdleBackoff(after: .seconds(30), maximum: .seconds(120)))
+        let plain = try SpillwayConfig.parse(yaml: Self.yaml("5m").replacingOccurrences(of: ", idle_backoff: 5m", with: ""))
+        #expect(plain.source.idleBackoff == nil, "off by default")
+    }
+
+    @Test(arguments: [
+        ("audit_log", "{after: 30s, mx: 2m}", "source.idle_backoff.mx", "unknown key"),
+        ("audit_log", "100ms", "source.idle_backoff", "at least source.poll_interval"),
+        ("audit_log", "{after: 50ms}", "source.idle_backoff", "at least source.poll_interval"),
+        ("replication", "5m", "source.idle_backoff", "audit_log source only"),
+    ])
+    func errorsNameTheKey(kind: String, backoff: String, key: String, problem: String) {
+        #expect {
+            _ = try SpillwayConfig.parse(yaml: Self.yaml(kind: kind, backoff))
+        } throws: { error in
+            guard let error = error as? ConfigError else { return false }
+            return error.key == key && error.problem.contains(problem)
+        }
+    }
+}

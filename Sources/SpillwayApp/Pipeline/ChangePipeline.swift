@@ -57,6 +57,36 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
             fanout.monitor?.stopped()
             latency.logSummary(logger)
         }
+        guard let backoff = options.once ? nil : config.source.idleBackoff else {
+            try await runSessions(idleAfter: nil)
+            return
+        }
+        // `source.idle_backoff`: a session that finds nothing for `after` ends, with every connection; the next
+        // one starts after a pause that doubles, up to the maximum, while each finds nothing at once.
+        var pause = config.source.pollInterval
+        var idleAfter = backoff.after
+        while true {
+            let delivered = deliveredEvents
+            guard try await runSessions(idleAfter: idleAfter, untilProgress: backoff.after) else { return }
+            if deliveredEvents > delivered { pause = config.source.pollInterval }
+            logger.info("idle: every connection closed until the next poll", metadata: ["next_poll_in": "\(pause)"])
+            let clock = ContinuousClock()
+            let wake = clock.now + pause
+            while clock.now < wake, !Task.isShuttingDownGracefully {
+                fanout.monitor?.tick()  // idle, not stuck: /healthz stays up
+                try await sleepUnlessStopping(min(.seconds(10), wake - clock.now))
+            }
+            if Task.isShuttingDownGracefully || Task.isCancelled { return }
+            pause = min(pause * 2, backoff.maximum)
+            idleAfter = .zero
+        }
+    }
+
+    /// Runs consumer sessions, reconnecting after failures, until one ends. True when it ended because
+    /// nothing new came for `idleAfter` (`untilProgress` once a change came).
+    @discardableResult
+    private func runSessions(idleAfter: Duration?, untilProgress: Duration? = nil) async throws -> Bool {
+        let idled = IdleFlag()
         try await runReconnecting(logger: logger, retry: options.retry, database: config.database.redactedURL,
                                   onFailure: { [fanout] in fanout.monitor?.sessionFailed() }) {
             try await withConsumerSession(config, logger: logger, isStandbyAllowed: !options.once, onStandby: { [fanout] in fanout.monitor?.standby() }) { control, record in
@@ -64,7 +94,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
                 do {
                     try await fanout.validate(capturing: config, on: control)
                     fanout.monitor?.sessionStarted()
-                    try await stream(from: source)
+                    try await stream(from: source, idle: idleAfter.map { IdleRule(first: $0, afterProgress: untilProgress ?? $0, flag: idled) })
                 } catch {
                     await source.close()
                     throw error
@@ -72,6 +102,21 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
                 await source.close()
             }
         }
+        return idled.isSet
+    }
+
+    /// When a session gives up its connections for being idle: after `first` without a change, or `afterProgress`
+    /// once a change came.
+    private struct IdleRule: Sendable {
+        var first: Duration
+        var afterProgress: Duration
+        var flag: IdleFlag
+    }
+
+    private final class IdleFlag: Sendable {
+        private let value = Mutex(false)
+        var isSet: Bool { value.withLock { $0 } }
+        func set() { value.withLock { $0 = true } }
     }
 
     /// A batch read from the source and already handed to the pipelined sinks.
@@ -93,7 +138,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
         }
     }
 
-    private func stream(from source: Source) async throws {
+    private func stream(from source: Source, idle: IdleRule? = nil) async throws {
         let clock = ContinuousClock()
         let state = SharedStateMachine(StateMachine(start: source.start, now: clock.now))
         let window = InFlightWindow(limit: config.source.batchSize * config.source.maxInFlightBatches)
@@ -102,7 +147,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [self] in
                 defer { submitted.finish() }
-                try await read(from: source, state: state, window: window, into: submitted)
+                try await read(from: source, state: state, window: window, into: submitted, idle: idle)
             }
             group.addTask { [self] in
                 defer {
@@ -130,11 +175,24 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
     /// Reads batches and hands each to the pipelined sinks (which only queue it), taking room in the window
     /// for each before it goes on.
     private func read(from source: Source, state: SharedStateMachine, window: InFlightWindow,
-                      into submitted: AsyncStream<InFlightBatch>.Continuation) async throws {
+                      into submitted: AsyncStream<InFlightBatch>.Continuation, idle: IdleRule?) async throws {
         var position = source.start
+        let clock = ContinuousClock()
+        var lastProgress = clock.now
+        var sawProgress = false
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             guard let batch = try await source.next(after: position, maximum: config.source.batchSize, wait: .milliseconds(250)) else {
                 return
+            }
+            if let idle {
+                if batch.isProgress || !batch.events.isEmpty {
+                    lastProgress = clock.now
+                    sawProgress = true
+                } else if clock.now - lastProgress >= (sawProgress ? idle.afterProgress : idle.first) {
+                    // Ends the stream as `--once` does: what is in flight is acknowledged and checkpointed first.
+                    idle.flag.set()
+                    return
+                }
             }
             fanout.monitor?.tick()
             try await window.acquire(Self.windowShare(of: batch))

@@ -69,6 +69,9 @@ public struct SourceConfig: Sendable {
     public var notify: Bool
     /// Replication settings; used when `kind` is `replication`.
     public var replication: ReplicationSettings = ReplicationSettings()
+    /// audit_log only, off by default: an idle poller lets go of every connection, so a database that
+    /// suspends when idle (serverless) can suspend.
+    public var idleBackoff: IdleBackoff?
     /// Per table: the columns it sends and how they are masked (`source.tables[]` written as objects).
     /// Tables without an entry send every column as it is.
     public var columnPolicies: [QualifiedName: ColumnPolicy] = [:]
@@ -249,7 +252,7 @@ extension SpillwayConfig {
                                   fix: "add `source: {kind: audit_log, tables: [public.products]}`")
             }
             try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "max_in_flight_batches",
-                                                           "history", "prune", "notify", "mask_key"] + ReplicationSettings.keys))
+                                                           "history", "prune", "notify", "mask_key", "idle_backoff"] + ReplicationSettings.keys))
             var source = try parseSource(&sourceReader, environment: environment)
             if source.kind == .replication, let url, ConnectionString.namesPooledHost(url) {
                 throw ConfigError(key: "database.url", problem: "names a pooled endpoint (a -pooler host); logical replication needs a direct connection",
@@ -403,6 +406,7 @@ extension SpillwayConfig {
         source.history = try r.choice("history", default: source.history)
         source.prune = try r.bool("prune", default: source.prune)
         source.notify = try r.bool("notify", default: source.notify)
+        source.idleBackoff = try IdleBackoff.parse(&r, kind: kind, pollInterval: source.pollInterval)
         source.replication = try ReplicationSettings.parse(&r, tables: tables)
         return source
     }
@@ -455,5 +459,42 @@ extension SpillwayConfig {
         }
         let context = SinkParseContext(consumer: consumer, source: source, filter: filter, environment: environment)
         return SinkConfig(name: name, filter: filter, settings: try settingsType.parse(&r, context: context))
+    }
+}
+
+/// `source.idle_backoff`: after `after` without a change, the audit_log poller ends its session (every
+/// connection, the consumer's lock included) and polls again from a new one after `poll_interval`, then
+/// twice that, up to `maximum`, for as long as polls find nothing; a poll that finds changes keeps its session
+/// and starts the count again. Written `idle_backoff: 5m` (the maximum; `after` 1m) or
+/// `idle_backoff: {after: 30s, max: 5m}`.
+public struct IdleBackoff: Sendable, Hashable {
+    public var after: Duration
+    public var maximum: Duration
+
+    public init(after: Duration = .seconds(60), maximum: Duration) {
+        self.after = after
+        self.maximum = maximum
+    }
+
+    static func parse(_ r: inout ConfigReader, kind: SourceConfig.Kind, pollInterval: Duration) throws(ConfigError) -> IdleBackoff? {
+        guard r.has("idle_backoff") else { return nil }
+        let key = r.keyPath("idle_backoff")
+        var backoff: IdleBackoff
+        if r.node("idle_backoff")?.mapping != nil, var mapping = try r.child("idle_backoff") {
+            backoff = IdleBackoff(after: try mapping.duration("after", default: .seconds(60)),
+                                  maximum: try mapping.duration("max", default: .seconds(300)))
+            try mapping.rejectUnknownKeys()
+        } else {
+            backoff = IdleBackoff(maximum: try r.duration("idle_backoff", default: .seconds(300)))
+        }
+        guard kind == .auditLog else {
+            throw ConfigError(key: key, problem: "applies to the audit_log source only: a replication slot is read through a walsender that must stay connected",
+                              fix: "remove idle_backoff, or use source.kind: audit_log")
+        }
+        guard backoff.maximum >= pollInterval, backoff.after >= pollInterval else {
+            throw ConfigError(key: key, problem: "after and max must be at least source.poll_interval (\(pollInterval))",
+                              fix: "e.g. idle_backoff: {after: 1m, max: 5m}")
+        }
+        return backoff
     }
 }
