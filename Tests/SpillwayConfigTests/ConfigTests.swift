@@ -206,7 +206,7 @@ struct ConfigTests {
         #expect(error.key == "source.pol_interval")
         #expect(error.problem == "unknown key")
         #expect(error.fix == """
-            did you mean 'poll_interval'? known keys here: audit_table, batch_size, heartbeat, history, kind, mask_key, \
+            did you mean 'poll_interval'? known keys here: audit_table, batch_size, heartbeat, history, idle_backoff, kind, mask_key, \
             max_in_flight_batches, max_retained_wal, messages, notify, poll_interval, prune, publication, slot, tables, tenant_column, tenant_columns
             """)
     }

@@ -192,39 +192,49 @@ struct MetricsEndpointTests {
         }
     }
 
-    @Test("replication: the retained-WAL gauge rises while a long transaction holds the slot back, and falls after it ends")
+    @Test("replication: the retained-WAL gauge rises while a failing sink holds the slot back, and falls once the changes are delivered")
     func retainedWALMoves() async throws {
         try await withTestDatabase { db in
             let app = try await db.connect()
             try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
-            try await app.execute("CREATE TABLE noise (id bigserial PRIMARY KEY, pad text)")
-            let (configPath, _) = try db.writeConfig(kind: "replication", extraSource: "  heartbeat: 200ms")
+            let (configPath, sinkPath) = try db.writeConfig(kind: "replication", extraSource: "  heartbeat: 200ms")
             let installed = try await SpillwayProcess.run(["install", "--config", configPath])
             try #require(installed.code == 0, "install failed: \(installed.stderr)")
-            let runner = try SpillwayProcess(["run", "--config", configPath], environment: ["SPILLWAY_HTTP__SAMPLE_INTERVAL": "200ms"])
-            let port = try await runner.httpPort()
-            try await runner.waitForLog(SourceKind.replication.streamingLog)
+            // The same consumer into a webhook nobody listens on: the batch is retried, the checkpoint holds, and so
+            // does the slot. (Not an open transaction: that would make every other test's slot creation wait.)
+            let failingPath = configPath + ".failing.yaml"
+            let failing = try String(contentsOfFile: configPath, encoding: .utf8)
+                .replacingOccurrences(of: "    kind: file\n    path: \(sinkPath)", with: "    kind: webhook\n    url: http://127.0.0.1:1/hook\n    timeout: 1s")
+            try #require(failing.contains("kind: webhook"))
+            try failing.write(toFile: failingPath, atomically: true, encoding: .utf8)
+            let environment = ["SPILLWAY_HTTP__SAMPLE_INTERVAL": "200ms"]
+            let blocked = try SpillwayProcess(["run", "--config", failingPath], environment: environment)
+            let port = try await blocked.httpPort()
+            try await blocked.waitForLog(SourceKind.replication.streamingLog)
 
-            // A transaction that stays open: logical decoding must keep the WAL from its start, whatever is confirmed.
-            let holder = try await db.connect()
-            try await holder.execute("BEGIN")
-            try await holder.execute("INSERT INTO noise (pad) VALUES ('holder')")
-            for _ in 0..<8 { try await app.execute("INSERT INTO noise (pad) SELECT repeat('x', 1000) FROM generate_series(1, 1000)") }
+            for round in 0..<8 {
+                try await app.execute("INSERT INTO products SELECT g, repeat('x', 1000) FROM generate_series(\(round * 1000 + 1), \((round + 1) * 1000)) g")
+            }
             let written = 8 * 1000 * 1000
             var scrape = try await Scrape.take(port: port)
-            try await waitUntil("the gauge shows the WAL retained behind the open transaction", timeout: .seconds(60)) {
+            try await waitUntil("the gauge shows the WAL retained behind the undelivered changes", timeout: .seconds(60)) {
                 scrape = try await Scrape.take(port: port)
                 return scrape.sum("spillway_replication_retained_wal_bytes") >= Double(written)
             }
             let high = scrape.sum("spillway_replication_retained_wal_bytes")
-            try await holder.execute("ROLLBACK")
-            try await waitUntil("the gauge falls once the transaction ended and the slot moved on", timeout: .seconds(60)) {
-                // A checkpoint logs the running transactions, which lets the slot's restart point move past it.
+            blocked.signal(SIGTERM)
+            #expect(try await blocked.wait() == 0, "\(blocked.stderr)")
+
+            let runner = try SpillwayProcess(["run", "--config", configPath], environment: environment)
+            let livePort = try await runner.httpPort()
+            try await waitForEvents(sinkPath, timeout: .seconds(60), "every change delivered") { $0.count == 8000 }
+            try await waitUntil("the gauge falls once the changes are delivered and the slot moved on", timeout: .seconds(60)) {
+                // A checkpoint logs the running transactions, which lets the slot's restart point move on.
                 try await app.execute("CHECKPOINT")
-                scrape = try await Scrape.take(port: port)
+                scrape = try await Scrape.take(port: livePort)
                 return scrape.sum("spillway_replication_retained_wal_bytes") < high / 4
             }
-            print("retained WAL gauge: \(Int(high)) bytes behind the open transaction, then \(Int(scrape.sum("spillway_replication_retained_wal_bytes")))")
+            print("retained WAL gauge: \(Int(high)) bytes behind the undelivered changes, then \(Int(scrape.sum("spillway_replication_retained_wal_bytes")))")
             runner.signal(SIGTERM)
             #expect(try await runner.wait() == 0, "\(runner.stderr)")
         }
