@@ -19,7 +19,9 @@ struct CommandLineTests {
         try await withTestDatabase { db in
             let app = try await db.connect()
             try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
-            let (configPath, sink) = try db.writeConfig(kind: kind.rawValue, extraSource: "  batch_size: 20")
+            // Small batches one at a time: draining the backlog takes a thousand round trips, so even a starved
+            // test process (a loaded CI machine) sees the first delivery and kills well before the end.
+            let (configPath, sink) = try db.writeConfig(kind: kind.rawValue, extraSource: "  batch_size: 5\n  max_in_flight_batches: 1")
             let installed = try await SpillwayProcess.run(["install", "--config", configPath])
             try #require(installed.code == 0, "install failed: \(installed.stderr)")
             try await Self.commitBacklog(app)
