@@ -49,7 +49,7 @@ public final class KafkaSink: PipelinedChangeSink, ChangeSinkValidating {
         for table in tables {
             let template = settings.template(schema: table.schema, table: table.name)
             guard !template.fields.contains(.tenant), !template.readsRow else { continue }
-            let operations: [ChangeEvent.Operation] = template.fields.contains(.op) ? [.insert, .update, .delete, .truncate] : [.insert]
+            let operations: [ChangeEvent.Operation] = template.fields.contains(.op) ? [.insert, .update, .delete, .truncate, .read] : [.insert]
             for op in operations {
                 let sample = ChangeEvent(id: "", op: op, schema: table.schema, table: table.name, position: "")
                 do {

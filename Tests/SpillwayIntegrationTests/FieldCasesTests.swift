@@ -271,7 +271,7 @@ struct FieldCasesTests {
             try await app.execute("INSERT INTO products SELECT i, repeat('x', 200) FROM generate_series(1, 100) i")
 
             // The file system is full after 8 KiB (`ulimit -f 8`): the batch's write fails half-way, is cut back,
-            // and retried; `status` names the path; nothing is acknowledged.
+            // and retried; `status` names the path; nothing is acknowledged that is not on disk.
             let limited = Process()
             limited.executableURL = URL(fileURLWithPath: "/bin/bash")
             limited.arguments = ["-c", "ulimit -f 8; exec \"$0\" run --config \"$1\"", TestEnvironment.binary, configPath]
@@ -287,8 +287,13 @@ struct FieldCasesTests {
             #expect(limited.terminationReason == .exit, "no crash (SIGXFSZ)")
             let partial = try String(contentsOfFile: sink, encoding: .utf8)
             #expect(partial.isEmpty || partial.hasSuffix("\n"), "no fragment left behind: \(partial.suffix(40))")
+            // A batch that fitted before the limit may be acknowledged (under load the source can cut the
+            // 100 rows into several batches); nothing is acknowledged that is not whole on disk.
+            let wholeLines = partial.split(separator: "\n").count
+            #expect(wholeLines < 100, "the limit cut the stream")
             let status = try await statusJSON(configPath)
-            #expect(status["events_total"] == .number("0"), "nothing acknowledged")
+            let acknowledged = status["events_total"].flatMap { Int($0.plainText) }
+            #expect(acknowledged.map { $0 <= wholeLines } == true, "acknowledged \(acknowledged.map(String.init) ?? "-") of \(wholeLines) whole lines")
             #expect(status["last_error"]?.stringValue?.contains("File too large") == true, "\(status["last_error"].map(JSONEncoding.string) ?? "")")
 
             // A fragment left by a kill -9 in the middle of a write: cut off, then every event arrives whole.

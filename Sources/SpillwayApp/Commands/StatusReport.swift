@@ -21,6 +21,9 @@ public struct StatusReport: Sendable {
     public var retainedWALBytes: Int64?
     public var slotStatus: String?
     public var warnings: [String] = []
+    /// `source.snapshot`: where the table snapshot stands; per table, PostgreSQL's row estimate.
+    public var snapshot: SnapshotProgress?
+    public var snapshotEstimates: [QualifiedName: Int64] = [:]
 
     public static func load(config: SpillwayConfig, on connection: PostgresConnection) async throws -> StatusReport {
         let store = CheckpointStore(schema: config.schema)
@@ -44,11 +47,13 @@ public struct StatusReport: Sendable {
             """,
             [String(cursor.completed.xmax), "{" + cursor.completed.running.map(String.init).joined(separator: ",") + "}",
              cursor.isHistoryDone ? "true" : "false"])
-        return StatusReport(
+        var report = StatusReport(
             consumer: record.consumer, source: record.source, auditTable: record.auditTable, position: record.position,
             updatedAt: record.updatedAt, eventsTotal: record.eventsTotal, lagRows: Int64(lag.first?[0] ?? "0") ?? 0,
             lagSeconds: Double(lag.first?[1] ?? "0") ?? 0, lastError: record.lastError, lastErrorAt: record.lastErrorAt,
             isHistoryDone: record.cursor.isHistoryDone)
+        try await report.loadSnapshot(record.snapshot, on: connection)
+        return report
     }
 
     private static func loadReplication(config: SpillwayConfig, record: CheckpointRecord,
@@ -67,6 +72,7 @@ public struct StatusReport: Sendable {
             consumer: record.consumer, source: record.source, auditTable: nil, position: record.position,
             updatedAt: record.updatedAt, eventsTotal: record.eventsTotal, lagRows: 0, lagSeconds: 0,
             lastError: record.lastError, lastErrorAt: record.lastErrorAt, isHistoryDone: true, slot: settings.slot)
+        try await report.loadSnapshot(record.snapshot, on: connection)
         guard let row = slot.first else {
             report.warnings.append("replication slot \(settings.slot) does not exist: run `spillway install`")
             return report
@@ -85,6 +91,33 @@ public struct StatusReport: Sendable {
         return report
     }
 
+    /// Adds the snapshot's progress and each table's estimated row count (`reltuples`, over its partitions).
+    private mutating func loadSnapshot(_ progress: SnapshotProgress?, on connection: PostgresConnection) async throws {
+        guard let progress else { return }
+        snapshot = progress
+        for table in progress.tables {
+            let estimate = try await connection.query(
+                """
+                SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint FROM pg_partition_tree(to_regclass($1)) p
+                JOIN pg_class c ON c.oid = p.relid
+                """, [table.name.sql])
+            snapshotEstimates[table.name] = Int64(estimate.first?[0] ?? "") ?? 0
+        }
+    }
+
+    private var snapshotJSON: JSONValue {
+        guard let snapshot else { return .null }
+        return .object(JSONObject([
+            ("done", .bool(snapshot.isDone)), ("rows", .integer(snapshot.tables.reduce(0) { $0 + $1.rows })),
+            ("tables", .array(snapshot.tables.map { table in
+                .object(JSONObject([
+                    ("table", .string(table.name.description)), ("rows", .integer(table.rows)),
+                    ("rows_estimated", .integer(max(snapshotEstimates[table.name] ?? 0, table.rows))), ("done", .bool(table.isDone)),
+                ]))
+            })),
+        ]))
+    }
+
     public var json: JSONValue {
         func text(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
         return .object(JSONObject([
@@ -94,6 +127,7 @@ public struct StatusReport: Sendable {
             ("history_done", .bool(isHistoryDone)), ("last_error", text(lastError)), ("last_error_at", text(lastErrorAt)),
             ("slot", text(slot)), ("retained_wal_bytes", retainedWALBytes.map { .integer($0) } ?? .null),
             ("slot_status", text(slotStatus)), ("warnings", .array(warnings.map { .string($0) })),
+            ("snapshot", snapshotJSON),
         ]))
     }
 
@@ -108,6 +142,12 @@ public struct StatusReport: Sendable {
         last error:   \(lastError.map { "\($0) (at \(lastErrorAt ?? "?"))" } ?? "none")
         """
         if let retainedWALBytes { lines += "\nretained WAL: \(retainedWALBytes) bytes" }
+        if let snapshot {
+            let parts = snapshot.tables.map { table in
+                "\(table.name) \(table.isDone ? "done" : "\(table.rows)/~\(max(snapshotEstimates[table.name] ?? 0, table.rows))"), \(table.rows) rows"
+            }
+            lines += "\nsnapshot:     \(snapshot.isDone ? "done" : "running"): \(parts.joined(separator: "; "))"
+        }
         for warning in warnings { lines += "\nwarning:      \(warning)" }
         return lines
     }

@@ -24,6 +24,9 @@ final class AuditLogChangeSource: ChangeSource, @unchecked Sendable {
 
     static func open(config: SpillwayConfig, record: CheckpointRecord, control: PostgresConnection, once: Bool,
                      logger: Logger) async throws -> AuditLogChangeSource {
+        if let snapshot = record.snapshot, !snapshot.isDone {
+            try await SnapshotChunkReader.requirePrimaryKeys(of: snapshot.tables.filter { !$0.isDone }.map(\.name), on: control)
+        }
         let reader = try await AuditLogReader.open(config: config, logger: logger)
         logger.info("reading", metadata: [LogKey.position: "\(record.position ?? "start")"])
         return AuditLogChangeSource(config: config, record: record, reader: reader, control: control, once: once, logger: logger)
@@ -56,7 +59,7 @@ final class AuditLogChangeSource: ChangeSource, @unchecked Sendable {
             nextPoll = clock.now + config.source.pollInterval
             return .idle
         }
-        if batch.rowsRead == 0, batch.completedSnapshot {
+        if batch.rowsRead == 0, batch.completedSnapshot, batch.cursor.snapshot?.isDone ?? true {
             // Caught up with this snapshot: the next poll waits (or, with --once, there is none).
             if isOnce { isCaughtUp = true } else { nextPoll = clock.now + config.source.pollInterval }
         } else {

@@ -14,6 +14,8 @@ public struct AuditLogCursor: Sendable, Hashable {
     /// Pre-adoption rows without a transaction id: nil while none was delivered yet.
     public var historyProgress: HistoryProgress?
     public var isHistoryDone: Bool
+    /// Where the table snapshot stands (`source.snapshot`); nil when none runs.
+    public var snapshot: SnapshotProgress?
 
     public struct HistoryProgress: Sendable, Hashable {
         /// The text form of the last delivered row's `changed_at`, compared in SQL.

@@ -43,6 +43,14 @@ public struct SourceConfig: Sendable {
         case replication
     }
 
+    /// `source.snapshot`: whether a new consumer first emits the rows its tables already hold.
+    public enum Snapshot: String, Sendable, CaseIterable {
+        /// Only changes made after `install` (the default).
+        case never
+        /// Every existing row once, as `op: read` events, chunk by chunk while changes stream.
+        case initial
+    }
+
     public enum History: String, Sendable, CaseIterable {
         /// Deliver rows an adopted audit table held before Spillway adopted it.
         case include
@@ -72,6 +80,10 @@ public struct SourceConfig: Sendable {
     /// audit_log only, off by default: an idle poller lets go of every connection, so a database that
     /// suspends when idle (serverless) can suspend.
     public var idleBackoff: IdleBackoff?
+    /// Default: never.
+    public var snapshot: Snapshot = .never
+    /// Rows per snapshot chunk (one short transaction each). Default: 5000.
+    public var snapshotChunkSize: Int = 5000
     /// Per table: the columns it sends and how they are masked (`source.tables[]` written as objects).
     /// Tables without an entry send every column as it is.
     public var columnPolicies: [QualifiedName: ColumnPolicy] = [:]
@@ -252,7 +264,7 @@ extension SpillwayConfig {
                                   fix: "add `source: {kind: audit_log, tables: [public.products]}`")
             }
             try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "max_in_flight_batches",
-                                                           "history", "prune", "notify", "mask_key", "idle_backoff"] + ReplicationSettings.keys))
+                                                           "history", "prune", "notify", "mask_key", "idle_backoff", "snapshot", "snapshot_chunk_size"] + ReplicationSettings.keys))
             var source = try parseSource(&sourceReader, environment: environment)
             if source.kind == .replication, let url, ConnectionString.namesPooledHost(url) {
                 throw ConfigError(key: "database.url", problem: "names a pooled endpoint (a -pooler host); logical replication needs a direct connection",
@@ -407,6 +419,8 @@ extension SpillwayConfig {
         source.prune = try r.bool("prune", default: source.prune)
         source.notify = try r.bool("notify", default: source.notify)
         source.idleBackoff = try IdleBackoff.parse(&r, kind: kind, pollInterval: source.pollInterval)
+        source.snapshot = try r.choice("snapshot", default: source.snapshot)
+        source.snapshotChunkSize = try r.int("snapshot_chunk_size", default: source.snapshotChunkSize, range: 1...1_000_000)
         source.replication = try ReplicationSettings.parse(&r, tables: tables)
         return source
     }

@@ -36,6 +36,7 @@ public struct DebeziumEnvelope: Sendable {
         case .delete: return "d"
         case .truncate: return "t"
         case .message: return "m"
+        case .read: return "r"
         }
     }
 

@@ -7,6 +7,8 @@ public struct ChangeEvent: Sendable, Hashable {
         case insert, update, delete, truncate
         /// A logical decoding message (`pg_logical_emit_message`), from the replication source.
         case message
+        /// A row as a table snapshot read it (`source.snapshot: initial`): `after` is the row, `before` null.
+        case read
     }
 
     /// Stable across restarts and replays: the same change always has the same id, so consumers de-duplicate.

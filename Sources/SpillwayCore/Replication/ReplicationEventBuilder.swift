@@ -6,10 +6,14 @@
 public struct ReplicationPosition: Sendable, Hashable, CustomStringConvertible {
     public var commitLSN: LSN
     public var index: Int?
+    /// Where the table snapshot stands (`source.snapshot`), saved with the stream position; nil when none
+    /// runs.
+    public var snapshot: SnapshotProgress?
 
-    public init(commitLSN: LSN, index: Int? = nil) {
+    public init(commitLSN: LSN, index: Int? = nil, snapshot: SnapshotProgress? = nil) {
         self.commitLSN = commitLSN
         self.index = index
+        self.snapshot = snapshot
     }
 
     public static let start = ReplicationPosition(commitLSN: .zero)

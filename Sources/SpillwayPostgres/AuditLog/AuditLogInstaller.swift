@@ -88,6 +88,12 @@ public struct AuditLogInstaller: Sendable {
             try await checkpoints.register(consumer: config.consumer, auditTable: names.auditTable,
                                            cursor: .start(includingHistory: config.source.history == .include),
                                            on: connection)
+
+            if config.source.snapshot == .initial {
+                try await SnapshotChunkReader.requirePrimaryKeys(of: config.source.tables, on: connection)
+                try await CheckpointStore(schema: config.schema).requestSnapshot(
+                    consumer: config.consumer, progress: SnapshotProgress(tables: config.source.tables), on: connection)
+            }
             try await connection.execute("COMMIT")
         } catch {
             try? await connection.execute("ROLLBACK")

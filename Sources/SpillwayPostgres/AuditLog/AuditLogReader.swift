@@ -40,6 +40,11 @@ public final class AuditLogReader: @unchecked Sendable {
     /// only while `openCursor` stands where that FETCH starts; anything else first closes the cursor.
     private var pendingFetch = false
     private static let cursorName = "spillway_batch"
+    /// `source.snapshot`: the chunk read with the open batch's snapshot, emitted once that batch is complete,
+    /// so it follows every change it shows and precedes every change it does not (`SnapshotChunk`).
+    private var heldChunk: SnapshotEmission?
+    private var heldChunkVisibility: PGSnapshot?
+    private var chunkReader: SnapshotChunkReader { SnapshotChunkReader(chunkSize: config.source.snapshotChunkSize) }
 
     public static func open(config: SpillwayConfig, logger: Logger) async throws -> AuditLogReader {
         let connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-reader")
@@ -290,10 +295,23 @@ public final class AuditLogReader: @unchecked Sendable {
         }
         var cursor = cursor
         if cursor.batch == nil {
+            if let emitted = emitHeldChunk(after: cursor, limit: limit) { return emitted }
             if let gone = tableGone { throw gone }
             try await closeCursor()
-            var snapshot = try await currentSnapshot()
-            if cursor.completed.hasSameVisibility(as: snapshot) { return nil }
+            var snapshot: PGSnapshot
+            if let progress = cursor.snapshot, !progress.isDone, try await goneTable() == nil {
+                // The next chunk's snapshot is the next batch's: see `heldChunk`.
+                try await reloadTablesIfChanged()
+                snapshot = try await readChunk(progress: progress)
+                if cursor.completed.hasSameVisibility(as: snapshot) {
+                    // Nothing committed since the last batch: the chunk follows it at once.
+                    heldChunkVisibility = cursor.completed
+                    if let emitted = emitHeldChunk(after: cursor, limit: limit) { return emitted }
+                }
+            } else {
+                snapshot = try await currentSnapshot()
+                if cursor.completed.hasSameVisibility(as: snapshot) { return nil }
+            }
             if let gone = try await goneTable() {
                 logger.error("a captured table is gone; delivering what was committed before, then stopping", metadata: ["error": "\(gone)"])
                 tableGone = gone
@@ -357,17 +375,50 @@ public final class AuditLogReader: @unchecked Sendable {
         guard let text = result.first?[0], let snapshot = PGSnapshot(text) else {
             throw PostgresError(message: "pg_current_snapshot() returned no snapshot")
         }
-        if let inserted = result.first?[1] {
-            let clock = ContinuousClock()
-            let deadline = clock.now + .seconds(10)
-            while try await connection.query("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn", [inserted]).first?[0] != "t" {
-                guard clock.now < deadline else {
-                    throw PostgresError(message: "the WAL was not flushed up to \(inserted) within 10 s; the batch waits for it")
-                }
-                try await Task.sleep(for: .milliseconds(5))
-            }
-        }
+        if let inserted = result.first?[1] { try await waitForFlush(upTo: inserted) }
         return snapshot
+    }
+
+    private func waitForFlush(upTo inserted: String) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(10)
+        while try await connection.query("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn", [inserted]).first?[0] != "t" {
+            guard clock.now < deadline else {
+                throw PostgresError(message: "the WAL was not flushed up to \(inserted) within 10 s; the batch waits for it")
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    /// Reads the next snapshot chunk and holds it; returns its snapshot, once every commit it shows is durable.
+    private func readChunk(progress: SnapshotProgress) async throws -> PGSnapshot {
+        guard let current = progress.current, let table = directory.tables.first(where: {
+            $0.schema == current.name.schema && $0.name == current.name.name
+        }) else {
+            throw FatalSourceError("the snapshot's table \(progress.current.map { "\($0.name)" } ?? "?") is not in source.tables. Fix: add it "
+                + "back, or clear the consumer's snapshot (UPDATE \(config.schema).checkpoints SET snapshot_progress = NULL WHERE consumer = '\(config.consumer)')")
+        }
+        let (chunk, walInsert) = try await chunkReader.readChunk(of: table, progress: progress, on: connection)
+        if let walInsert { try await waitForFlush(upTo: walInsert) }
+        heldChunk = SnapshotEmission(chunk: chunk, progress: progress, chunkSize: config.source.snapshotChunkSize)
+        heldChunkVisibility = chunk.visibility
+        logger.debug("snapshot chunk read", metadata: ["table": "\(chunk.table)", "rows": "\(chunk.rowsRead)"])
+        return chunk.visibility
+    }
+
+    /// The held chunk's next piece, once the batch of its snapshot is complete (a chunk whose batch was not
+    /// read to its end, after a reconnect, is dropped: the next chunk is read again from the checkpoint).
+    private func emitHeldChunk(after cursor: AuditLogCursor, limit: Int) -> AuditLogBatch? {
+        guard heldChunk != nil else { return nil }
+        guard cursor.completed == heldChunkVisibility, let piece = heldChunk?.next(maximum: limit) else {
+            heldChunk = nil
+            heldChunkVisibility = nil
+            return nil
+        }
+        var cursor = cursor
+        cursor.snapshot = piece.progress
+        if piece.progress.isDone { logger.info("snapshot done: every captured table's rows were emitted") }
+        return AuditLogBatch(events: piece.events, cursor: cursor, rowsRead: max(1, piece.events.count))
     }
 
     private var selectList: String {

@@ -67,8 +67,10 @@ public struct AuditLogSchema: Sendable {
             created_at timestamptz NOT NULL DEFAULT now(),
             updated_at timestamptz NOT NULL DEFAULT now(),
             last_error text,
-            last_error_at timestamptz
+            last_error_at timestamptz,
+            snapshot_progress jsonb
         );
+        ALTER TABLE \(checkpointsTable) ADD COLUMN IF NOT EXISTS snapshot_progress jsonb;
         \(DeadLetterStore.createTableSQL(schema: schema))
         """
     }

@@ -13,6 +13,8 @@ public struct CheckpointRecord: Sendable {
     public var lastErrorAt: String?
     /// The replication source's acknowledged position.
     public var replicationPosition: ReplicationPosition
+    /// The table snapshot's progress (`snapshot_progress`), nil when none was asked for.
+    public var snapshot: SnapshotProgress?
 }
 
 /// Reads and writes checkpoints. The pipeline calls `save` only after every sink acknowledged the events
@@ -61,14 +63,25 @@ public struct CheckpointStore: Sendable {
             """, [consumer, auditTable.description, cursor.completed.description, cursor.isHistoryDone ? "true" : "false"])
     }
 
+    /// Asks for a table snapshot (`source.snapshot: initial`) unless the consumer already has one, running or
+    /// done: `install` run again never starts it over. True when this asked for it.
+    @discardableResult
+    public func requestSnapshot(consumer: String, progress: SnapshotProgress, on connection: PostgresConnection) async throws -> Bool {
+        let result = try await connection.query(
+            "UPDATE \(table) SET snapshot_progress = $2::jsonb WHERE consumer = $1 AND snapshot_progress IS NULL",
+            [consumer, JSONEncoding.string(progress.json)])
+        return result.affectedRows == 1
+    }
+
     public func load(consumer: String, on connection: PostgresConnection) async throws -> CheckpointRecord? {
         let result = try await connection.query(
             """
             SELECT consumer, source, audit_table, position, snapshot::text, batch_snapshot::text, batch_rank, batch_seq,
                    history_done, history_changed_at::text, history_id, events_total,
                    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), last_error,
-                   to_char(last_error_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), lsn::text
-            FROM \(table) WHERE consumer = $1
+                   to_char(last_error_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), lsn::text,
+                   to_jsonb(c) ->> 'snapshot_progress'
+            FROM \(table) c WHERE consumer = $1
             """, [consumer])
         guard let row = result.first else { return nil }
         return Self.record(from: row)
@@ -80,8 +93,9 @@ public struct CheckpointStore: Sendable {
             SELECT consumer, source, audit_table, position, snapshot::text, batch_snapshot::text, batch_rank, batch_seq,
                    history_done, history_changed_at::text, history_id, events_total,
                    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), last_error,
-                   to_char(last_error_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), lsn::text
-            FROM \(table) ORDER BY consumer
+                   to_char(last_error_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), lsn::text,
+                   to_jsonb(c) ->> 'snapshot_progress'
+            FROM \(table) c ORDER BY consumer
             """)
         return result.rows.map(Self.record(from:))
     }
@@ -96,30 +110,42 @@ public struct CheckpointStore: Sendable {
         if let changedAt = row[9], let id = row[10] {
             cursor.historyProgress = .init(changedAt: changedAt, id: id)
         }
+        // Kept once done: `status` shows what the snapshot read.
+        let snapshot = row[16].flatMap { SnapshotProgress(json: $0) }
+        cursor.snapshot = snapshot
         return CheckpointRecord(consumer: row[0] ?? "", source: row[1] ?? "", auditTable: row[2], position: row[3],
                                 cursor: cursor, eventsTotal: Int64(row[11] ?? "0") ?? 0, updatedAt: row[12],
                                 lastError: row[13], lastErrorAt: row[14],
                                 replicationPosition: ReplicationPosition(
                                     commitLSN: row[15].flatMap { LSN(string: $0) } ?? .zero,
-                                    index: row[15] == nil ? nil : row[7].flatMap { Int($0) }))
+                                    index: row[15] == nil ? nil : row[7].flatMap { Int($0) }, snapshot: snapshot),
+                                snapshot: snapshot)
+    }
+
+    /// The SET clause that saves the snapshot's progress with the position, in the same statement (`$N`);
+    /// empty when no snapshot runs, so a schema from before `snapshot_progress` keeps working.
+    private static func snapshotAssignment(_ progress: SnapshotProgress?, parameter: Int) -> (sql: String, value: [String?]) {
+        guard let progress else { return ("", []) }
+        return (", snapshot_progress = $\(parameter)::jsonb", [JSONEncoding.string(progress.json)])
     }
 
     /// Moves the consumer to `cursor`. `position` is the last acknowledged event's position (kept when nil).
     public func save(consumer: String, cursor: AuditLogCursor, position: String?, deliveredEvents: Int,
                      on connection: PostgresConnection) async throws {
+        let snapshot = Self.snapshotAssignment(cursor.snapshot, parameter: 12)
         let result = try await connection.query(
             """
             UPDATE \(table) SET snapshot = $2::pg_snapshot, batch_snapshot = $3::pg_snapshot, batch_rank = $4::bigint,
                 batch_seq = $5::bigint, history_done = $6::boolean, history_changed_at = $7::timestamptz, history_id = $8,
                 position = coalesce($9, position), events_total = events_total + $10::bigint, updated_at = now(),
                 last_error = CASE WHEN $10::bigint > 0 THEN NULL ELSE last_error END,
-                last_error_at = CASE WHEN $10::bigint > 0 THEN NULL ELSE last_error_at END
+                last_error_at = CASE WHEN $10::bigint > 0 THEN NULL ELSE last_error_at END\(snapshot.sql)
             WHERE consumer = $1 AND \(Self.holdsLock(parameter: 11))
             """,
             [consumer, cursor.completed.description, cursor.batch?.description,
              cursor.batchProgress.map { String($0.transactionRank) }, cursor.batchProgress.map { String($0.sequence) },
              cursor.isHistoryDone ? "true" : "false", cursor.historyProgress?.changedAt, cursor.historyProgress?.id,
-             position, String(deliveredEvents), Self.lockName(consumer: consumer)])
+             position, String(deliveredEvents), Self.lockName(consumer: consumer)] + snapshot.value)
         guard result.affectedRows == 1 else { throw try await saveFailed(consumer: consumer, on: connection) }
     }
 
@@ -137,15 +163,16 @@ public struct CheckpointStore: Sendable {
     /// transaction).
     public func save(consumer: String, position: ReplicationPosition, lastEventPosition: String?, deliveredEvents: Int,
                      on connection: PostgresConnection) async throws {
+        let snapshot = Self.snapshotAssignment(position.snapshot, parameter: 7)
         let result = try await connection.query(
             """
             UPDATE \(table) SET lsn = $2::pg_lsn, batch_seq = $3::bigint, position = coalesce($4, position),
                 events_total = events_total + $5::bigint, updated_at = now(),
                 last_error = CASE WHEN $5::bigint > 0 THEN NULL ELSE last_error END,
-                last_error_at = CASE WHEN $5::bigint > 0 THEN NULL ELSE last_error_at END
+                last_error_at = CASE WHEN $5::bigint > 0 THEN NULL ELSE last_error_at END\(snapshot.sql)
             WHERE consumer = $1 AND \(Self.holdsLock(parameter: 6))
             """, [consumer, position.commitLSN.description, position.index.map(String.init), lastEventPosition, String(deliveredEvents),
-                  Self.lockName(consumer: consumer)])
+                  Self.lockName(consumer: consumer)] + snapshot.value)
         guard result.affectedRows == 1 else { throw try await saveFailed(consumer: consumer, on: connection) }
     }
 

@@ -95,6 +95,12 @@ public struct ReplicationInstaller: Sendable {
                 }
             }
             try await CheckpointStore(schema: config.schema).registerReplication(consumer: config.consumer, slot: settings.slot, on: connection)
+
+            if config.source.snapshot == .initial {
+                try await SnapshotChunkReader.requirePrimaryKeys(of: config.source.tables, on: connection)
+                try await CheckpointStore(schema: config.schema).requestSnapshot(
+                    consumer: config.consumer, progress: SnapshotProgress(tables: config.source.tables), on: connection)
+            }
             try await connection.execute("COMMIT")
         } catch {
             try? await connection.execute("ROLLBACK")

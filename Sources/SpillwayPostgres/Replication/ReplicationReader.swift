@@ -11,6 +11,8 @@ public struct ReplicationBatch: Sendable {
     /// The highest LSN the server may forget once `position` is saved: the last complete transaction's
     /// commit LSN, or a heartbeat's when nothing was pending.
     public var confirmable: LSN?
+    /// The batch ends at the message `next` was asked to stop at (everything before it is in the batch).
+    public var reachedStop = false
 
     public init(events: [ChangeEvent], position: ReplicationPosition?, confirmable: LSN?) {
         self.events = events
@@ -43,6 +45,8 @@ public final class ReplicationReader: @unchecked Sendable {
     /// message written after the check) is delivered first, then the stream stops with `failure`.
     private var tableGone: (marker: LSN, failure: FatalSourceError)?
     private var lastTableCheck = ContinuousClock.now
+    /// Messages read from the stream but not yet handled: those after a stop marker.
+    private var unhandled: [[UInt8]] = []
     private static let tableCheckInterval: Duration = .seconds(2)
     /// What was last confirmed to the server. A Mutex: the pipeline confirms while the next batch is read.
     private let confirmed: Mutex<LSN>
@@ -135,23 +139,35 @@ public final class ReplicationReader: @unchecked Sendable {
         await catalog.close()
     }
 
-    /// Up to `maximum` events, waiting at most `wait` for the stream to say anything.
-    public func next(maximum: Int, wait: Duration) async throws -> ReplicationBatch {
+    /// Up to `maximum` events, waiting at most `wait` for the stream to say anything. `stop`: the position of a
+    /// non-transactional message (`emitMarker`) at which the batch ends, with `reachedStop` set.
+    public func next(maximum: Int, wait: Duration, stop: LSN? = nil) async throws -> ReplicationBatch {
         if let failure = pendingFailure { throw failure }
         if tableGone == nil, ContinuousClock.now - lastTableCheck > Self.tableCheckInterval { try await checkTables() }
         var batch = ReplicationBatch(events: [], position: nil, confirmable: nil)
-        var receivedAnything = false
+        var receivedAnything = !unhandled.isEmpty
         while batch.events.count < maximum {
-            let messages = try await stream.readCopyData(maximum: 2000, timeout: receivedAnything ? .zero : wait)
+            let messages: [[UInt8]]
+            if unhandled.isEmpty {
+                messages = try await stream.readCopyData(maximum: 2000, timeout: receivedAnything ? .zero : wait)
+            } else {
+                messages = unhandled
+                unhandled = []
+            }
             if messages.isEmpty { break }
             receivedAnything = true
-            for bytes in messages {
+            for (index, bytes) in messages.enumerated() {
                 do {
-                    try await handle(bytes, into: &batch)
+                    try await handle(bytes, into: &batch, stop: stop)
                 } catch let failure as FatalSourceError where !batch.events.isEmpty {
                     // Deliver (and checkpoint) what came before the change that cannot be decoded, so the consumer
                     // stops exactly at it; the next call reports it.
                     pendingFailure = failure
+                    return batch
+                }
+                if batch.reachedStop {
+                    // What came after the marker is the next batch's.
+                    unhandled = Array(messages[(index + 1)...])
                     return batch
                 }
             }
@@ -159,7 +175,15 @@ public final class ReplicationReader: @unchecked Sendable {
         return batch
     }
 
-    private func handle(_ bytes: [UInt8], into batch: inout ReplicationBatch) async throws {
+    /// Writes a non-transactional message on the catalog connection and returns the position the stream gives
+    /// it: every transaction that committed before this call is before it in the stream.
+    public func emitMarker() async throws -> LSN {
+        let marker = try await catalog.query("SELECT pg_logical_emit_message(false, $1, '')::text", [ReplicationEventBuilder.heartbeatPrefix])
+        let end = marker.first?[0].flatMap { LSN(string: $0) } ?? .zero
+        return ReplicationEventBuilder.position(ofNonTransactionalMessageEndingAt: end)
+    }
+
+    private func handle(_ bytes: [UInt8], into batch: inout ReplicationBatch, stop: LSN?) async throws {
         switch try ReplicationStreamMessage(decoding: bytes) {
         case .primaryKeepalive(let keepalive):
             // Only keepalives: everything before their position has been sent to us.
@@ -198,6 +222,7 @@ public final class ReplicationReader: @unchecked Sendable {
                     if !builder.isInTransaction {
                         batch.position = ReplicationPosition(commitLSN: max(lsn, batch.position?.commitLSN ?? .zero, acknowledged.commitLSN))
                         batch.confirmable = lsn
+                        if let stop, lsn >= stop { batch.reachedStop = true }
                     }
                 }
             }

@@ -1,0 +1,130 @@
+/// One chunk of a table snapshot: rows read by primary key in one short REPEATABLE READ transaction, held
+/// until the stream reaches the point where they can be emitted without undoing a newer change.
+///
+/// Why a chunk never overwrites a newer value (README, "Snapshots"): the chunk shows exactly the transactions
+/// visible in its `visibility` snapshot. For the audit_log source, that snapshot becomes the boundary of the
+/// next audit batch, so every change it shows is delivered before the chunk and every change it does not show
+/// after it: nothing to drop. For the replication source the stream is ordered by commit, not by visibility,
+/// so the chunk is emitted at a marker written after the read, and until then every change of a chunk row by
+/// a transaction the snapshot does not show drops that row: the stream carries that change, and it is newer.
+/// A change by a transaction the snapshot shows is already in the row.
+public struct SnapshotChunk: Sendable {
+    public var table: QualifiedName
+    /// What the chunk's transaction saw.
+    public var visibility: PGSnapshot
+    /// The rows, in primary-key order: each as a `read` event and its key's text form (where the next chunk
+    /// starts when this row is the last emitted).
+    public private(set) var rows: [Row]
+    /// How many rows the select returned (dropped ones included): a short chunk ends the table.
+    public let rowsRead: Int
+    /// The key (text form) of the last row the select returned: the next chunk starts after it.
+    public let lastKey: [String]?
+
+    public struct Row: Sendable {
+        public var event: ChangeEvent
+        public var key: [String]
+
+        public init(event: ChangeEvent, key: [String]) {
+            self.event = event
+            self.key = key
+        }
+    }
+
+    public init(table: QualifiedName, visibility: PGSnapshot, rows: [Row]) {
+        self.table = table
+        self.visibility = visibility
+        self.rows = rows
+        self.rowsRead = rows.count
+        self.lastKey = rows.last?.key
+    }
+
+    public var events: [ChangeEvent] { rows.map(\.event) }
+
+    /// Drops the rows that changes of `stream` (read after the chunk, before its marker) make stale: those
+    /// changed by a transaction the chunk's snapshot does not show, by key before and after the change; a
+    /// truncate by such a transaction drops every row.
+    public mutating func discardRows(changedIn stream: [ChangeEvent]) {
+        guard let keyColumns = rows.first?.event.key?.names else { return }
+        var stale: Set<JSONObject> = []
+        for change in stream where change.schema == table.schema && change.table == table.name {
+            guard let txid = change.txid, !visibility.isVisible(shortXID: txid) else { continue }
+            switch change.op {
+            case .truncate:
+                rows = []
+                return
+            case .insert, .update, .delete:
+                if let key = change.key { stale.insert(key) }
+                if let before = change.before {
+                    // A key update: the old key's row is gone too.
+                    stale.insert(JSONObject(keyColumns.map { ($0, before[$0] ?? .null) }))
+                }
+            case .message, .read:
+                continue
+            }
+        }
+        if !stale.isEmpty { rows.removeAll { $0.event.key.map(stale.contains) ?? false } }
+    }
+}
+
+/// Hands a chunk's rows to the pipeline in batches of at most `maximum`, each with the progress to save once
+/// it is acknowledged: a piece moves the table's key to its last row, the last piece to the select's last row
+/// and, when the select came back short, marks the table done.
+public struct SnapshotEmission: Sendable {
+    private var remaining: ArraySlice<SnapshotChunk.Row>
+    private var progress: SnapshotProgress
+    private let rowsRead: Int
+    private let lastKey: [String]?
+    private let isLastChunk: Bool
+    private var emittedRows = 0
+    private var isFinished = false
+
+    public init(chunk: SnapshotChunk, progress: SnapshotProgress, chunkSize: Int) {
+        remaining = chunk.rows[...]
+        self.progress = progress
+        rowsRead = chunk.rowsRead
+        lastKey = chunk.lastKey
+        isLastChunk = chunk.rowsRead < chunkSize
+    }
+
+    /// The next piece, and where the snapshot stands once it is acknowledged; nil once the chunk is emitted.
+    /// A chunk whose rows were all dropped (or a table without rows) still gives one empty piece: its progress.
+    public mutating func next(maximum: Int) -> (events: [ChangeEvent], progress: SnapshotProgress)? {
+        guard !isFinished else { return nil }
+        let piece = remaining.prefix(max(1, maximum))
+        remaining = remaining.dropFirst(piece.count)
+        guard let index = progress.tables.firstIndex(where: { !$0.isDone }) else {
+            isFinished = true
+            return nil
+        }
+        if remaining.isEmpty {
+            isFinished = true
+            progress.tables[index].rows += Int64(rowsRead - emittedRows)
+            if let lastKey { progress.tables[index].lastKey = lastKey }
+            if isLastChunk { progress.tables[index].isDone = true }
+        } else {
+            emittedRows += piece.count
+            progress.tables[index].rows += Int64(piece.count)
+            if let last = piece.last { progress.tables[index].lastKey = last.key }
+        }
+        return (piece.map(\.event), progress)
+    }
+}
+
+extension PGSnapshot {
+    /// Visibility of a transaction known by its 32-bit xid (pgoutput's), taken as the 64-bit id nearest this
+    /// snapshot's `xmax`: ids within 2^31 of it, which any transaction a reader meets while this snapshot is
+    /// current is.
+    public func isVisible(shortXID: UInt64) -> Bool {
+        let low = UInt32(truncatingIfNeeded: shortXID)
+        let distance = Int64(Int32(bitPattern: low &- UInt32(truncatingIfNeeded: xmax)))
+        let full = Int64(xmax) + distance
+        return full > 0 && isVisible(UInt64(full))
+    }
+
+    /// True when a transaction this snapshot still counts as running is among `xids` (32-bit or 64-bit ids of
+    /// transactions already delivered): a commit the stream carried before the snapshot could see it.
+    public func showsAsRunning(anyOf xids: some Sequence<UInt64>) -> Bool {
+        let running = Set(running.map { UInt32(truncatingIfNeeded: $0) })
+        return xids.contains { running.contains(UInt32(truncatingIfNeeded: $0)) }
+    }
+}

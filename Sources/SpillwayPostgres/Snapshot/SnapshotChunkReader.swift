@@ -1,0 +1,95 @@
+import SpillwayCore
+
+/// Reads table snapshot chunks (`source.snapshot`): the next `chunkSize` rows of a table after the last key
+/// emitted, in primary-key order, in one short REPEATABLE READ transaction whose snapshot comes back with the
+/// rows. No transaction stays open between chunks, so a large table pins neither WAL nor the xmin horizon.
+///
+/// Values are read in PostgreSQL's text output format (the connection pins DateStyle, TimeZone,
+/// bytea_output, ...) and mapped by `PGValueMapper` as the sources map theirs, so a `read` event's row has
+/// the same shape as an insert's.
+public struct SnapshotChunkReader: Sendable {
+    public var chunkSize: Int
+    /// The replication source's `tenant_column(s)`: a read event carries the row's tenant as a change would.
+    public var tenantColumn: @Sendable (QualifiedName) -> String?
+
+    public init(chunkSize: Int, tenantColumn: @escaping @Sendable (QualifiedName) -> String? = { _ in nil }) {
+        self.chunkSize = chunkSize
+        self.tenantColumn = tenantColumn
+    }
+
+    /// Every table of `tables` must have a primary key: chunks are read by it, and `read` events are keyed
+    /// by it. Thrown at `install` and at `run`'s start, before anything is emitted.
+    public static func requirePrimaryKeys(of tables: [QualifiedName], on connection: PostgresConnection) async throws {
+        for (index, table) in tables.enumerated() where try await PostgresCatalog.primaryKey(of: table, on: connection).isEmpty {
+            throw ConfigError(key: "source.snapshot", problem: "table \(table) (source.tables[\(index)]) has no primary key: a snapshot "
+                                + "reads tables in chunks by primary key and keys each row by it",
+                              fix: "add a primary key to \(table), or remove `source.snapshot: initial` (its changes still stream)")
+        }
+    }
+
+    /// The next chunk of `progress.current`, read on `connection` (which must not be in a transaction), and the
+    /// WAL insert position taken with its snapshot (nil on a standby).
+    public func readChunk(of table: TableInfo, progress: SnapshotProgress,
+                          on connection: PostgresConnection) async throws -> (chunk: SnapshotChunk, walInsert: String?) {
+        guard let current = progress.current else { throw PostgresError(message: "the snapshot has no table left to read") }
+        let name = QualifiedName(schema: table.schema, name: table.name)
+        let columns = table.columns.filter { !$0.isGenerated }
+        let keyIndexes = table.primaryKey.compactMap { key in columns.firstIndex { $0.name == key } }
+        guard !table.primaryKey.isEmpty, keyIndexes.count == table.primaryKey.count else {
+            throw ConfigError(key: "source.snapshot", problem: "table \(name) has no primary key (or it is a generated column)",
+                              fix: "add a primary key to \(name), or remove `source.snapshot: initial`")
+        }
+        let keyList = table.primaryKey.map(SQLText.identifier).joined(separator: ", ")
+        var sql = "SELECT \(columns.map { SQLText.identifier($0.name) }.joined(separator: ", ")) FROM \(name.sql)"
+        var parameters: [String?] = []
+        if let lastKey = current.lastKey, lastKey.count == table.primaryKey.count {
+            // A row comparison on the primary key: the key's index serves it, and the next chunk starts exactly
+            // after the last row emitted however many rows were inserted or deleted before it meanwhile.
+            sql += " WHERE (\(keyList)) > (\(lastKey.indices.map { "$\($0 + 1)" }.joined(separator: ", ")))"
+            parameters = lastKey
+        }
+        sql += " ORDER BY \(keyList) LIMIT \(chunkSize)"
+
+        try await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        let visibility: PGSnapshot
+        let walInsert: String?
+        let result: QueryResult
+        do {
+            // The transaction's snapshot is taken by its first statement: this one, so the rows below show
+            // exactly what it says.
+            let taken = try await connection.query(
+                "SELECT pg_current_snapshot()::text, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END")
+            guard let text = taken.first?[0], let snapshot = PGSnapshot(text) else {
+                throw PostgresError(message: "pg_current_snapshot() returned no snapshot")
+            }
+            visibility = snapshot
+            walInsert = taken.first?[1]
+            result = try await connection.query(sql, parameters)
+            try await connection.execute("COMMIT")
+        } catch {
+            try? await connection.execute("ROLLBACK")
+            throw error
+        }
+        let tenant = tenantColumn(name)
+        var rows: [SnapshotChunk.Row] = []
+        rows.reserveCapacity(result.rows.count)
+        var rowNumber = current.rows
+        for values in result.rows {
+            var fields: [(String, JSONValue)] = []
+            fields.reserveCapacity(columns.count)
+            for (index, column) in columns.enumerated() {
+                fields.append((column.name, values[index].map { PGValueMapper.json(fromText: $0, kind: column.kind) } ?? .null))
+            }
+            let after = JSONObject(fields)
+            let key = PGValueMapper.key(of: after, table: table)
+            rowNumber += 1
+            var event = ChangeEvent(
+                id: progress.eventID(table: name, key: key.map { JSONEncoding.string(.object($0)) } ?? "null"), op: .read,
+                schema: table.schema, table: table.name, key: key, before: nil, after: after,
+                position: progress.position(table: name, row: rowNumber))
+            if let tenant, let value = after[tenant], value != .null { event.tenant = value.plainText }
+            rows.append(SnapshotChunk.Row(event: event, key: keyIndexes.map { values[$0] ?? "" }))
+        }
+        return (SnapshotChunk(table: name, visibility: visibility, rows: rows), walInsert)
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import SpillwayCore
+import SpillwayPostgres
+import Testing
+
+/// `source.snapshot: initial`: a new consumer emits the rows its tables already hold as `op: read` events,
+/// chunk by chunk while changes stream, and ends, per key, with the table's state.
+@Suite("initial snapshot (source.snapshot: initial)", .serialized)
+struct SnapshotTests {
+    /// The sink's events folded per key, as a consumer applying them would: read, insert and update set the
+    /// row, delete removes it. Keyed by the `id` column.
+    static func fold(_ events: [ChangeEvent]) -> [Int: JSONObject] {
+        var rows: [Int: JSONObject] = [:]
+        for event in events {
+            guard let id = event.key?["id"].flatMap({ Int($0.plainText) }) else { continue }
+            switch event.op {
+            case .read, .insert, .update: rows[id] = event.after
+            case .delete: rows[id] = nil
+            case .truncate, .message: continue
+            }
+        }
+        return rows
+    }
+
+    /// The table as rows (`id`, `v`, `note`), the same shape the events carry.
+    static func tableState(_ db: TestDatabase, _ table: String = "items") async throws -> [Int: JSONObject] {
+        let app = try await db.connect()
+        let result = try await app.query("SELECT id::text, v::text, note FROM \(table) ORDER BY id")
+        var rows: [Int: JSONObject] = [:]
+        for row in result.rows {
+            guard let id = row[0].flatMap({ Int($0) }) else { continue }
+            rows[id] = ["id": .number(row[0]!), "v": row[1].map(JSONValue.number) ?? .null, "note": row[2].map(JSONValue.string) ?? .null]
+        }
+        return rows
+    }
+
+    @Test("existing rows arrive once as read events (keyed, before null, stable ids), changes made since install follow, and the sink ends with the table's state", arguments: SourceKind.allCases)
+    func initialSnapshot(kind: SourceKind) async throws {
+        try await withTestDatabase("snapshot_\(kind.rawValue)") { db in
+            let app = try await db.connect()
+            try await app.execute("""
+                CREATE TABLE items (id int PRIMARY KEY, v int, note text);
+                INSERT INTO items SELECT g, g * 10, 'n' || g FROM generate_series(1, 25) g;
+                CREATE TABLE empty_one (id int PRIMARY KEY, v int, note text)
+                """)
+            let (configPath, sink) = try db.writeConfig(tables: ["public.items", "public.empty_one"], consumer: "c", kind: kind.rawValue,
+                                                        extraSource: "  snapshot: initial\n  snapshot_chunk_size: 10\n  batch_size: 4")
+            let installed = try await SpillwayProcess.run(["install", "--config", configPath])
+            try #require(installed.code == 0, "\(installed.stderr)")
+            // Changes after install, before `run` reads any chunk: the stream has them, the chunks see their result.
+            try await app.execute("UPDATE items SET v = -3 WHERE id = 3; DELETE FROM items WHERE id = 5; INSERT INTO items VALUES (100, 1, 'new')")
+
+            let ran = try await SpillwayProcess.run(["run", "--once", "--config", configPath])
+            try #require(ran.code == 0, "\(ran.stderr)")
+            let events = try readEvents(sink)
+            let reads = events.filter { $0.op == .read }
+            #expect(reads.map { $0.key?["id"] } == ((1...25).filter { $0 != 5 } + [100]).map { JSONValue.number(String($0)) },
+                    "every row once, in key order: \(reads.map { $0.key.map { JSONEncoding.string(.object($0)) } ?? "-" })")
+            #expect(reads.allSatisfy { $0.before == nil && $0.schema == "public" && $0.table == "items" && $0.txid == nil })
+            #expect(Set(events.map(\.id)).count == events.count, "ids are unique")
+            #expect(reads.first { $0.key?["id"] == .number("3") }?.after?["v"] == .number("-3"), "a chunk shows the changes before it")
+            #expect(events.filter { $0.op != .read }.map(\.op) == [.update, .delete, .insert])
+            #expect(Self.fold(events) == (try await Self.tableState(db)))
+
+            let status = try await statusJSON(configPath)
+            let snapshot = try #require(status["snapshot"]?.objectValue, "status shows the snapshot: \(status)")
+            #expect(snapshot["done"] == .bool(true))
+            #expect(snapshot["rows"] == .number("25"), "\(snapshot)")
+
+            // Done once: a later run and `install` again read no table again.
+            try await app.execute("UPDATE items SET v = 7 WHERE id = 1")
+            #expect(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+            let again = try await SpillwayProcess.run(["run", "--once", "--config", configPath])
+            try #require(again.code == 0, "\(again.stderr)")
+            let later = Array(try readEvents(sink).dropFirst(events.count))
+            #expect(later.map(\.op) == [.update], "\(later.map(\.id))")
+        }
+    }
+
+    @Test("a table without a primary key: install exits 2 naming source.snapshot and the table; nothing is installed", arguments: SourceKind.allCases)
+    func tableWithoutPrimaryKey(kind: SourceKind) async throws {
+        try await withTestDatabase("snapshot_nopk_\(kind.rawValue)") { db in
+            let app = try await db.connect()
+            try await app.execute("CREATE TABLE items (id int PRIMARY KEY, v int, note text); CREATE TABLE loose (a int, b text) ")
+            let (configPath, _) = try db.writeConfig(tables: ["public.items", "public.loose"], consumer: "c", kind: kind.rawValue,
+                                                     extraSource: "  snapshot: initial")
+            let refused = try await SpillwayProcess.run(["install", "--config", configPath])
+            #expect(refused.code == 2, "\(refused.stdout)\(refused.stderr)")
+            #expect(refused.stderr.contains("source.snapshot") && refused.stderr.contains("public.loose") && refused.stderr.contains("primary key"),
+                    "\(refused.stderr)")
+            let checkpoints = try await app.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'spillway' AND tablename = 'checkpoints'")
+            if checkpoints.first?[0] == "1" {
+                #expect(try await app.query("SELECT count(*) FROM spillway.checkpoints").first?[0] == "0", "no consumer half-installed")
+            }
+            #expect(try await app.query("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()").first?[0] == "0")
+        }
+    }
+}
