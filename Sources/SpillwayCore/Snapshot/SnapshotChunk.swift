@@ -42,27 +42,44 @@ public struct SnapshotChunk: Sendable {
 
     /// Drops the rows that changes of `stream` (read after the chunk, before its marker) make stale: those
     /// changed by a transaction the chunk's snapshot does not show, by key before and after the change; a
-    /// truncate by such a transaction drops every row.
+    /// truncate by such a transaction drops every row. An update that left TOASTed columns out (`unchanged`)
+    /// cannot stand for the whole row, so it is laid over the chunk's row instead: the columns it left out are
+    /// the ones it did not change, and the chunk holds them.
     public mutating func discardRows(changedIn stream: [ChangeEvent]) {
         guard let keyColumns = rows.first?.event.key?.names else { return }
-        var stale: Set<JSONObject> = []
+        var index: [JSONObject: Int] = [:]
+        var dropped: Set<Int> = []
         for change in stream where change.schema == table.schema && change.table == table.name {
             guard let txid = change.txid, !visibility.isVisible(shortXID: txid) else { continue }
+            if index.isEmpty {
+                for (position, row) in rows.enumerated() { if let key = row.event.key { index[key] = position } }
+            }
             switch change.op {
             case .truncate:
                 rows = []
                 return
             case .insert, .update, .delete:
-                if let key = change.key { stale.insert(key) }
+                var oldKey: JSONObject?
                 if let before = change.before {
-                    // A key update: the old key's row is gone too.
-                    stale.insert(JSONObject(keyColumns.map { ($0, before[$0] ?? .null) }))
+                    oldKey = JSONObject(keyColumns.map { ($0, before[$0] ?? .null) })
+                }
+                if change.op == .update, !change.unchangedColumns.isEmpty, let key = change.key, oldKey == nil || oldKey == key,
+                   let position = index[key], !dropped.contains(position), let after = change.after {
+                    var row = rows[position].event.after ?? [:]
+                    for field in after.fields { row[field.name] = field.value }
+                    rows[position].event.after = row
+                    continue
+                }
+                for key in [change.key, oldKey].compactMap({ $0 }) {
+                    if let position = index[key] { dropped.insert(position) }
                 }
             case .message, .read:
                 continue
             }
         }
-        if !stale.isEmpty { rows.removeAll { $0.event.key.map(stale.contains) ?? false } }
+        if !dropped.isEmpty {
+            rows = rows.enumerated().filter { !dropped.contains($0.offset) }.map(\.element)
+        }
     }
 }
 
