@@ -54,7 +54,7 @@ struct ChangeEventTests {
     }
 
     @Test func operationsUseLowerCaseNames() {
-        #expect(ChangeEvent.Operation.allCases.map(\.rawValue) == ["insert", "update", "delete", "truncate", "message"])
+        #expect(ChangeEvent.Operation.allCases.map(\.rawValue) == ["insert", "update", "delete", "truncate", "message", "read"])
     }
 
     @Test func qualifiedTableAndCurrentRow() {
