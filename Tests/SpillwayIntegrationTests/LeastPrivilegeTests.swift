@@ -50,7 +50,7 @@ struct LeastPrivilegeTests {
             let run = SQLText.identifier(runner)
             try await asInstaller.execute("""
                 GRANT USAGE ON SCHEMA spillway TO \(run);
-                GRANT SELECT, UPDATE ON spillway.checkpoints TO \(run);
+                GRANT SELECT, UPDATE ON spillway.checkpoints, spillway.backfills TO \(run);
                 """)
             if kind == "replication" {
                 try await superuser.execute("GRANT SELECT ON products TO \(run)")

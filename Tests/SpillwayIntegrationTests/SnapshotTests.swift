@@ -176,3 +176,117 @@ struct SnapshotTests {
         }
     }
 }
+
+@Suite("online backfill (spillway backfill)", .serialized)
+struct BackfillTests {
+    @Test("requests queued while `run` is stopped survive and run in order; a backfill with --where while writers change it and another table streams: only matching rows are read, no stale row wins, progress reaches 100%", arguments: SourceKind.allCases)
+    func backfillWhileStreaming(kind: SourceKind) async throws {
+        try await withTestDatabase("backfill_\(kind.rawValue)") { db in
+            let app = try await db.connect()
+            try await app.execute("""
+                CREATE TABLE items (id int PRIMARY KEY, v int, note text);
+                INSERT INTO items SELECT g, 0, 'seed' FROM generate_series(1, 6000) g;
+                CREATE TABLE other (id int PRIMARY KEY, v int, note text)
+                """)
+            let (configPath, sink) = try db.writeConfig(tables: ["public.items", "public.other"], consumer: "c", kind: kind.rawValue,
+                                                        extraSource: "  snapshot_chunk_size: 300\n  batch_size: 100")
+            try #require(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+
+            // Queued with no runner: kept, and taken in order once one starts.
+            let first = try await SpillwayProcess.run(["backfill", "--config", configPath, "--table", "public.items", "--where", "id <= 10", "--no-follow"])
+            try #require(first.code == 0, "\(first.stderr)")
+            #expect(first.stdout.contains("backfill 1 queued: public.items where id <= 10"), "\(first.stdout)")
+            try await app.execute("INSERT INTO other VALUES (1, 1, 'o')")
+            let second = try await SpillwayProcess.run(["backfill", "--config", configPath, "--table", "public.other", "--no-follow"])
+            try #require(second.code == 0, "\(second.stderr)")
+            let runner = try SpillwayProcess(["run", "--config", configPath])
+            _ = try await waitForStatus(configPath, timeout: .seconds(60), "both queued backfills to end") { status in
+                status["backfills"].map { $0 == .array([]) } == false
+                    && status["backfills"].flatMap { value -> Bool? in
+                        guard case .array(let items) = value else { return nil }
+                        return items.count == 2 && items.allSatisfy { $0.objectValue?["state"] == .string("done") }
+                    } == true
+            }
+            let early = try readEvents(sink, isStillWriting: true)
+            let earlyReads = early.filter { $0.op == .read }
+            #expect(earlyReads.map { "\($0.table):\($0.key?["id"]?.plainText ?? "-")" } == (1...10).map { "items:\($0)" } + ["other:1"],
+                    "in request order, only the matching rows")
+            #expect(earlyReads.first?.id == #"backfill-1:public.items:{"id":1}"#)
+
+            // The big one, followed to its end, while writers change the table and the other table streams.
+            let writers = Task {
+                let writer = try await db.connect()
+                var round = 0
+                while !Task.isCancelled {
+                    round += 1
+                    do {
+                        try await writer.execute("""
+                            UPDATE items SET v = v + 1, note = 'w\(round)' WHERE id = (1 + floor(random() * 6000))::int;
+                            INSERT INTO other VALUES (\(round + 1), \(round), 'o')
+                            """)
+                        if round % 7 == 0 { try await writer.execute("DELETE FROM items WHERE id = (1 + floor(random() * 6000))::int") }
+                    } catch where Task.isCancelled {
+                        break
+                    }
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+                return round
+            }
+            defer { writers.cancel() }
+            let followed = try await SpillwayProcess.run(["backfill", "--config", configPath, "--table", "public.items",
+                                                          "--where", "id % 2 = 0", "--follow"], timeout: .seconds(120))
+            writers.cancel()
+            let rounds = try await writers.value
+            #expect(followed.code == 0, "\(followed.stderr)")
+            #expect(followed.stderr.contains("backfill 3 [####################] 100%") && followed.stderr.contains("done"), "\(followed.stderr)")
+            runner.signal(SIGTERM)
+            #expect(try await runner.wait() == 0)
+            try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+
+            let events = try readEvents(sink)
+            let reads = events.filter { $0.op == .read && $0.id.hasPrefix("backfill-3:") }
+            #expect(reads.allSatisfy { ($0.key?["id"].flatMap { Int($0.plainText) } ?? 1) % 2 == 0 }, "only rows matching --where")
+            let itemEvents = events.filter { $0.table == "items" }
+            let folded = SnapshotTests.fold(itemEvents)
+            let state = try await SnapshotTests.tableState(db)
+            let even = state.filter { $0.key % 2 == 0 }
+            #expect(even.allSatisfy { folded[$0.key] == $0.value },
+                    "every even row ends with the table's value: \(even.filter { folded[$0.key] != $0.value }.map(\.key).sorted().prefix(10))")
+            #expect(folded.filter { state[$0.key] == nil }.isEmpty, "no deleted row comes back")
+            #expect(Set(reads.compactMap { $0.key?["id"]?.plainText }).count + 50 >= even.count, "about every even row was read")
+            let others = Set(events.filter { $0.table == "other" && $0.op == .insert }.compactMap { $0.key?["id"]?.plainText })
+            let committed = try await app.query("SELECT count(*) FROM other").first?[0].flatMap { Int($0) } ?? -1
+            #expect(others.count == committed && committed >= rounds, "the other table kept streaming: \(others.count) of \(committed) inserts")
+            let status = try await statusJSON(configPath)
+            guard case .array(let requests)? = status["backfills"], let last = requests.last?.objectValue else {
+                Issue.record("status has no backfills: \(status)"); return
+            }
+            #expect(last["state"] == .string("done") && last["id"] == .number("3"))
+            #expect(last["rows"].flatMap { Int($0.plainText) }.map { $0 >= even.count && $0 <= 3000 } == true, "\(last)")
+        }
+    }
+
+    @Test("bad requests: a table not captured, a --where that does not parse, a table without a primary key, a consumer not installed — exit 2 naming the flag, nothing queued")
+    func badRequests() async throws {
+        try await withTestDatabase("backfill_bad") { db in
+            let app = try await db.connect()
+            try await app.execute("CREATE TABLE items (id int PRIMARY KEY, v int, note text); CREATE TABLE loose (a int)")
+            let (configPath, _) = try db.writeConfig(tables: ["public.items", "public.loose"], consumer: "c")
+            let early = try await SpillwayProcess.run(["backfill", "--config", configPath, "--table", "public.items", "--no-follow"])
+            #expect(early.code == 2 && early.stderr.contains("consumer") && early.stderr.contains("spillway install"), "\(early.stderr)")
+            try #require(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+            for (arguments, key, text) in [
+                (["--table", "public.nope"], "--table", "is not in source.tables"),
+                (["--table", "public.items", "--where", "id = = 3"], "--where", "syntax error"),
+                (["--table", "public.items", "--where", "missing_column = 1"], "--where", "missing_column"),
+                (["--table", "public.items", "--where", " "], "--where", "is empty"),
+                (["--table", "public.loose"], "--table", "has no primary key"),
+            ] {
+                let refused = try await SpillwayProcess.run(["backfill", "--config", configPath, "--no-follow"] + arguments)
+                #expect(refused.code == 2, "\(arguments): \(refused.stdout)\(refused.stderr)")
+                #expect(refused.stderr.contains(key) && refused.stderr.contains(text), "\(arguments): \(refused.stderr)")
+            }
+            #expect(try await app.query("SELECT count(*) FROM spillway.backfills").first?[0] == "0", "nothing queued")
+        }
+    }
+}

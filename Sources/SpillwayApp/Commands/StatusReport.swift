@@ -24,6 +24,8 @@ public struct StatusReport: Sendable {
     /// `source.snapshot`: where the table snapshot stands; per table, PostgreSQL's row estimate.
     public var snapshot: SnapshotProgress?
     public var snapshotEstimates: [QualifiedName: Int64] = [:]
+    /// `spillway backfill` requests of this consumer, oldest first.
+    public var backfills: [BackfillStore.Request] = []
 
     public static func load(config: SpillwayConfig, on connection: PostgresConnection) async throws -> StatusReport {
         let store = CheckpointStore(schema: config.schema)
@@ -52,7 +54,7 @@ public struct StatusReport: Sendable {
             updatedAt: record.updatedAt, eventsTotal: record.eventsTotal, lagRows: Int64(lag.first?[0] ?? "0") ?? 0,
             lagSeconds: Double(lag.first?[1] ?? "0") ?? 0, lastError: record.lastError, lastErrorAt: record.lastErrorAt,
             isHistoryDone: record.cursor.isHistoryDone)
-        try await report.loadSnapshot(record.snapshot, on: connection)
+        try await report.loadSnapshot(record.snapshot, schema: config.schema, on: connection)
         return report
     }
 
@@ -72,7 +74,7 @@ public struct StatusReport: Sendable {
             consumer: record.consumer, source: record.source, auditTable: nil, position: record.position,
             updatedAt: record.updatedAt, eventsTotal: record.eventsTotal, lagRows: 0, lagSeconds: 0,
             lastError: record.lastError, lastErrorAt: record.lastErrorAt, isHistoryDone: true, slot: settings.slot)
-        try await report.loadSnapshot(record.snapshot, on: connection)
+        try await report.loadSnapshot(record.snapshot, schema: config.schema, on: connection)
         guard let row = slot.first else {
             report.warnings.append("replication slot \(settings.slot) does not exist: run `spillway install`")
             return report
@@ -91,9 +93,12 @@ public struct StatusReport: Sendable {
         return report
     }
 
-    /// Adds the snapshot's progress and each table's estimated row count (`reltuples`, over its partitions).
-    private mutating func loadSnapshot(_ progress: SnapshotProgress?, on connection: PostgresConnection) async throws {
-        guard let progress else { return }
+    /// Adds the initial snapshot's progress with each table's estimated row count (`reltuples`, over its
+    /// partitions), and the consumer's backfill requests.
+    private mutating func loadSnapshot(_ progress: SnapshotProgress?, schema: String, on connection: PostgresConnection) async throws {
+        let store = BackfillStore(schema: schema)
+        if try await store.exists(on: connection) { backfills = try await store.all(consumer: consumer, on: connection) }
+        guard let progress, progress.backfill == nil else { return }
         snapshot = progress
         for table in progress.tables {
             let estimate = try await connection.query(
@@ -128,6 +133,16 @@ public struct StatusReport: Sendable {
             ("slot", text(slot)), ("retained_wal_bytes", retainedWALBytes.map { .integer($0) } ?? .null),
             ("slot_status", text(slotStatus)), ("warnings", .array(warnings.map { .string($0) })),
             ("snapshot", snapshotJSON),
+            ("backfills", .array(backfills.map { request in
+                .object(JSONObject([
+                    ("id", .integer(request.id)), ("table", .string(request.table.description)),
+                    ("where", request.filter.map(JSONValue.string) ?? .null), ("state", .string(request.state.rawValue)),
+                    ("rows", .integer(request.rows)), ("rows_estimated", .integer(max(request.rowsEstimated, request.rows))),
+                    ("rows_per_second", request.rate.map { .number(String(format: $0)) } ?? .null),
+                    ("eta_seconds", request.etaSeconds.map { .number(String(format: $0)) } ?? .null),
+                    ("requested_at", .string(request.requestedAt)), ("finished_at", request.finishedAt.map(JSONValue.string) ?? .null),
+                ]))
+            })),
         ]))
     }
 
@@ -147,6 +162,9 @@ public struct StatusReport: Sendable {
                 "\(table.name) \(table.isDone ? "done" : "\(table.rows)/~\(max(snapshotEstimates[table.name] ?? 0, table.rows))"), \(table.rows) rows"
             }
             lines += "\nsnapshot:     \(snapshot.isDone ? "done" : "running"): \(parts.joined(separator: "; "))"
+        }
+        for request in backfills where request.state != .done || backfills.count <= 5 {
+            lines += "\nbackfill:     \(BackfillRequest.progressLine(request)) (\(request.table)\(request.filter.map { " where \($0)" } ?? ""))"
         }
         for warning in warnings { lines += "\nwarning:      \(warning)" }
         return lines

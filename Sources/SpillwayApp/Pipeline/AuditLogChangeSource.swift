@@ -21,6 +21,11 @@ final class AuditLogChangeSource: ChangeSource, @unchecked Sendable {
     private var nextPoll = ContinuousClock.now
     private var isCaughtUp = false
     private let pruning: Mutex<PeriodicTask<ContinuousClock.Instant>>
+    /// Owned by the reader stage: backfill requests, and one just started that no batch has carried yet.
+    private var backfills: BackfillPoller
+    private var startedBackfill: SnapshotProgress?
+    /// The last backfill progress recorded on its request (the checkpointer's).
+    private let recordedBackfill = Mutex<SnapshotProgress?>(nil)
 
     static func open(config: SpillwayConfig, record: CheckpointRecord, control: PostgresConnection, once: Bool,
                      logger: Logger) async throws -> AuditLogChangeSource {
@@ -43,10 +48,19 @@ final class AuditLogChangeSource: ChangeSource, @unchecked Sendable {
         self.isOnce = once
         self.logger = logger
         self.pruning = Mutex(PeriodicTask(every: config.source.prune ? .seconds(60) : .zero, startingAt: .now, runsImmediately: true))
+        self.backfills = BackfillPoller(config: config, logger: logger)
     }
 
     func next(after cursor: AuditLogCursor, maximum: Int, wait: Duration) async throws -> SourceBatch<AuditLogCursor>? {
         if isCaughtUp { return nil }
+        var cursor = cursor
+        if cursor.batch == nil, cursor.snapshot?.isDone ?? true {
+            if startedBackfill == nil { startedBackfill = try await backfills.poll(current: cursor.snapshot, on: control) }
+            if let startedBackfill {
+                cursor.snapshot = startedBackfill
+                nextPoll = .now
+            }
+        }
         let clock = ContinuousClock()
         // Between polls, wait for the wake trigger's NOTIFY: a commit polls at once, silence polls every
         // `poll_interval` (the ground truth: a NOTIFY can be missed across a reconnect).
@@ -65,12 +79,17 @@ final class AuditLogChangeSource: ChangeSource, @unchecked Sendable {
         } else {
             nextPoll = clock.now
         }
+        startedBackfill = nil  // the batch's cursor carries it from here on
         return SourceBatch(events: batch.events, end: batch.cursor, isProgress: batch.rowsRead > 0)
     }
 
     func save(_ cursor: AuditLogCursor, lastEventPosition: String?, events: Int) async throws {
         try await checkpoints.save(consumer: config.consumer, cursor: cursor, position: lastEventPosition,
                                    deliveredEvents: events, on: control)
+        if cursor.snapshot?.backfill != nil, recordedBackfill.withLock({ $0 }) != cursor.snapshot {
+            try await BackfillPoller.record(cursor.snapshot, config: config, logger: logger, on: control)
+            recordedBackfill.withLock { $0 = cursor.snapshot }
+        }
         if let lastEventPosition {
             logger.debug("checkpoint saved", metadata: [LogKey.position: "\(lastEventPosition)", LogKey.events: "\(events)"])
         }

@@ -34,6 +34,9 @@ final class ReplicationChangeSource: ChangeSource, @unchecked Sendable {
     /// could miss a change already delivered (a commit becomes visible a moment after the stream can carry it,
     /// longer with synchronous replication), so it is read again.
     private var recentTransactions = RecentTransactions(capacity: 8192)
+    private var backfills: BackfillPoller
+    /// The last backfill progress recorded on its request (the checkpointer's).
+    private let recordedBackfill = Mutex<SnapshotProgress?>(nil)
 
     static func open(config: SpillwayConfig, record: CheckpointRecord, control: PostgresConnection, once: Bool,
                      logger: Logger) async throws -> ReplicationChangeSource {
@@ -63,6 +66,7 @@ final class ReplicationChangeSource: ChangeSource, @unchecked Sendable {
         self.logger = logger
         self.heartbeat = Mutex(PeriodicTask(every: config.source.replication.heartbeat, startingAt: .now, runsImmediately: true))
         self.snapshot = record.snapshot
+        self.backfills = BackfillPoller(config: config, logger: logger)
     }
 
     func next(after position: ReplicationPosition, maximum: Int, wait: Duration) async throws -> SourceBatch<ReplicationPosition>? {
@@ -81,6 +85,9 @@ final class ReplicationChangeSource: ChangeSource, @unchecked Sendable {
                 logger.info("snapshot done: every captured table's rows were emitted")
                 await closeSnapshotConnection()
             }
+        }
+        if pendingChunk == nil, snapshot?.isDone ?? true, let started = try await backfills.poll(current: snapshot, on: control) {
+            snapshot = started
         }
         if pendingChunk == nil, let progress = snapshot, !progress.isDone { try await readChunk(progress: progress) }
         var batch = try await reader.next(maximum: maximum, wait: wait, stop: pendingChunk?.marker)
@@ -141,6 +148,10 @@ final class ReplicationChangeSource: ChangeSource, @unchecked Sendable {
     func save(_ position: ReplicationPosition, lastEventPosition: String?, events: Int) async throws {
         try await checkpoints.save(consumer: config.consumer, position: position, lastEventPosition: lastEventPosition,
                                    deliveredEvents: events, on: control)
+        if position.snapshot?.backfill != nil, recordedBackfill.withLock({ $0 }) != position.snapshot {
+            try await BackfillPoller.record(position.snapshot, config: config, logger: logger, on: control)
+            recordedBackfill.withLock { $0 = position.snapshot }
+        }
     }
 
     func confirm(_ lsn: LSN?) async throws {

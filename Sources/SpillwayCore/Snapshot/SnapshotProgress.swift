@@ -7,6 +7,9 @@ public struct SnapshotProgress: Sendable, Hashable {
     /// the same row is a new event, not a duplicate to drop.
     public var generation: Int
     public var tables: [Table]
+    /// Set for a backfill (`spillway backfill`): its request's id in `<schema>.backfills`, and its `--where`.
+    public var backfill: Int64?
+    public var filter: String?
 
     public struct Table: Sendable, Hashable {
         public var name: QualifiedName
@@ -28,9 +31,16 @@ public struct SnapshotProgress: Sendable, Hashable {
         self.tables = tables.map { Table(name: $0) }
     }
 
-    public init(generation: Int, tables: [Table]) {
+    public init(generation: Int, tables: [Table], backfill: Int64? = nil, filter: String? = nil) {
         self.generation = generation
         self.tables = tables
+        self.backfill = backfill
+        self.filter = filter
+    }
+
+    /// A backfill of `table` (request `id`), rows matching `filter` (SQL) or all.
+    public static func backfill(id: Int64, table: QualifiedName, filter: String?) -> SnapshotProgress {
+        SnapshotProgress(generation: 1, tables: [Table(name: table)], backfill: id, filter: filter)
     }
 
     public var isDone: Bool { tables.allSatisfy(\.isDone) }
@@ -41,12 +51,15 @@ public struct SnapshotProgress: Sendable, Hashable {
     /// The id of the `read` event of the row keyed `key` (its JSON): the same row read again by the same
     /// snapshot (after a restart) keeps its id; a row's id never names another row.
     public func eventID(table: QualifiedName, key: String) -> String {
-        "snapshot-\(generation):\(table):\(key)"
+        if let backfill { return "backfill-\(backfill):\(table):\(key)" }
+        return "snapshot-\(generation):\(table):\(key)"
     }
 
-    /// `snapshot/GENERATION/schema.table/ROWS`: where a read event sits (the row count up to and including it).
+    /// `snapshot/GENERATION/schema.table/ROWS` (`backfill/ID/...`): where a read event sits (the row count up to
+    /// and including it).
     public func position(table: QualifiedName, row: Int64) -> String {
-        "snapshot/\(generation)/\(table)/\(row)"
+        if let backfill { return "backfill/\(backfill)/\(table)/\(row)" }
+        return "snapshot/\(generation)/\(table)/\(row)"
     }
 }
 
@@ -54,10 +67,13 @@ public struct SnapshotProgress: Sendable, Hashable {
 
 extension SnapshotProgress {
     /// The JSON stored in `checkpoints.snapshot_progress`:
-    /// `{"generation":1,"tables":[{"table":"public.t","last_key":["42"],"rows":42,"done":false}]}`.
+    /// `{"generation":1,"tables":[{"table":"public.t","last_key":["42"],"rows":42,"done":false}]}`; a backfill
+    /// adds `"backfill": ID` and `"where": SQL`.
     public var json: JSONValue {
-        .object(JSONObject([
-            ("generation", .integer(generation)),
+        var fields: [(String, JSONValue)] = [("generation", .integer(generation))]
+        if let backfill { fields.append(("backfill", .integer(backfill))) }
+        if let filter { fields.append(("where", .string(filter))) }
+        return .object(JSONObject(fields + [
             ("tables", .array(tables.map { table in
                 .object(JSONObject([
                     ("table", .string(table.name.description)),
@@ -88,6 +104,8 @@ extension SnapshotProgress {
             }
             tables.append(Table(name: QualifiedName(schema: schema, name: name), lastKey: lastKey, rows: rowCount, isDone: done))
         }
-        self.init(generation: generationValue, tables: tables)
+        var backfill: Int64?
+        if case .number(let id)? = object["backfill"] { backfill = Int64(id) }
+        self.init(generation: generationValue, tables: tables, backfill: backfill, filter: object["where"]?.stringValue)
     }
 }

@@ -71,6 +71,7 @@ public struct AuditLogSchema: Sendable {
             snapshot_progress jsonb
         );
         ALTER TABLE \(checkpointsTable) ADD COLUMN IF NOT EXISTS snapshot_progress jsonb;
+        \(BackfillStore.createTableSQL(schema: schema))
         \(DeadLetterStore.createTableSQL(schema: schema))
         """
     }

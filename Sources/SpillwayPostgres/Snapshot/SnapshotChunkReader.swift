@@ -19,11 +19,13 @@ public struct SnapshotChunkReader: Sendable {
 
     /// Every table of `tables` must have a primary key: chunks are read by it, and `read` events are keyed
     /// by it. Thrown at `install` and at `run`'s start, before anything is emitted.
-    public static func requirePrimaryKeys(of tables: [QualifiedName], on connection: PostgresConnection) async throws {
-        for (index, table) in tables.enumerated() where try await PostgresCatalog.primaryKey(of: table, on: connection).isEmpty {
-            throw ConfigError(key: "source.snapshot", problem: "table \(table) (source.tables[\(index)]) has no primary key: a snapshot "
-                                + "reads tables in chunks by primary key and keys each row by it",
-                              fix: "add a primary key to \(table), or remove `source.snapshot: initial` (its changes still stream)")
+    public static func requirePrimaryKeys(of tables: [QualifiedName], on connection: PostgresConnection,
+                                          key: String = "source.snapshot",
+                                          fix: String = "or remove `source.snapshot: initial` (its changes still stream)") async throws {
+        for table in tables where try await PostgresCatalog.primaryKey(of: table, on: connection).isEmpty {
+            throw ConfigError(key: key, problem: "table \(table) has no primary key: a snapshot reads tables in chunks by primary "
+                                + "key and keys each row by it",
+                              fix: "add a primary key to \(table), \(fix)")
         }
     }
 
@@ -42,12 +44,16 @@ public struct SnapshotChunkReader: Sendable {
         let keyList = table.primaryKey.map(SQLText.identifier).joined(separator: ", ")
         var sql = "SELECT \(columns.map { SQLText.identifier($0.name) }.joined(separator: ", ")) FROM \(name.sql)"
         var parameters: [String?] = []
+        var conditions: [String] = []
         if let lastKey = current.lastKey, lastKey.count == table.primaryKey.count {
             // A row comparison on the primary key: the key's index serves it, and the next chunk starts exactly
             // after the last row emitted however many rows were inserted or deleted before it meanwhile.
-            sql += " WHERE (\(keyList)) > (\(lastKey.indices.map { "$\($0 + 1)" }.joined(separator: ", ")))"
+            conditions.append("(\(keyList)) > (\(lastKey.indices.map { "$\($0 + 1)" }.joined(separator: ", ")))")
             parameters = lastKey
         }
+        // A backfill's `--where`, checked when it was requested; the transaction is read-only whatever it says.
+        if let filter = progress.filter { conditions.append("(\(filter))") }
+        if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
         sql += " ORDER BY \(keyList) LIMIT \(chunkSize)"
 
         try await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
