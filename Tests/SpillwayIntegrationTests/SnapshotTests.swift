@@ -117,11 +117,12 @@ struct SnapshotTests {
                 while !Task.isCancelled {
                     round += 1
                     do {
-                        try await writer.execute("UPDATE items SET v = v + 1, note = 'w\(round)' WHERE id = (1 + floor(random() * \(rows)))::int")
+                        // Ids chosen here, not by random() in the WHERE (volatile: evaluated per row, a full scan).
+                        try await writer.execute("UPDATE items SET v = v + 1, note = 'w\(round)' WHERE id = \(Int.random(in: 1...rows))")
                         if round % 5 == 0 {
                             try await writer.execute("""
-                                BEGIN; INSERT INTO items VALUES (nextval('new_ids'), 0, 'ins'), ((1 + floor(random() * \(rows)))::int + \(rows), 0, 'gap') ON CONFLICT DO NOTHING;
-                                DELETE FROM items WHERE id = (1 + floor(random() * \(rows)))::int; COMMIT
+                                BEGIN; INSERT INTO items VALUES (nextval('new_ids'), 0, 'ins'), (\(rows + Int.random(in: 1...rows)), 0, 'gap') ON CONFLICT DO NOTHING;
+                                DELETE FROM items WHERE id = \(Int.random(in: 1...rows)); COMMIT
                                 """)
                         }
                     } catch where Task.isCancelled {
@@ -221,10 +222,10 @@ struct BackfillTests {
                     round += 1
                     do {
                         try await writer.execute("""
-                            UPDATE items SET v = v + 1, note = 'w\(round)' WHERE id = (1 + floor(random() * 6000))::int;
+                            UPDATE items SET v = v + 1, note = 'w\(round)' WHERE id = \(Int.random(in: 1...6000));
                             INSERT INTO other VALUES (\(round + 1), \(round), 'o')
                             """)
-                        if round % 7 == 0 { try await writer.execute("DELETE FROM items WHERE id = (1 + floor(random() * 6000))::int") }
+                        if round % 7 == 0 { try await writer.execute("DELETE FROM items WHERE id = \(Int.random(in: 1...6000))") }
                     } catch where Task.isCancelled {
                         break
                     }
@@ -287,6 +288,57 @@ struct BackfillTests {
                 #expect(refused.stderr.contains(key) && refused.stderr.contains(text), "\(arguments): \(refused.stderr)")
             }
             #expect(try await app.query("SELECT count(*) FROM spillway.backfills").first?[0] == "0", "nothing queued")
+        }
+    }
+}
+
+@Suite("spillway checkpoint show|set")
+struct CheckpointCommandTests {
+    @Test("set needs --yes; `now` skips what is committed, later changes arrive; show prints the row; bad positions exit 2 naming --position", arguments: SourceKind.allCases)
+    func showAndSet(kind: SourceKind) async throws {
+        try await withTestDatabase("checkpoint_\(kind.rawValue)") { db in
+            let app = try await db.connect()
+            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+            let (configPath, sink) = try db.writeConfig(consumer: "c", kind: kind.rawValue)
+            try #require(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+            try await app.execute("INSERT INTO products VALUES (1, 'a'), (2, 'b')")
+            let unconfirmed = try await SpillwayProcess.run(["checkpoint", "set", "--config", configPath, "--position", "now"])
+            #expect(unconfirmed.code == 2 && unconfirmed.stderr.contains("--yes"), "\(unconfirmed.stderr)")
+            let moved = try await SpillwayProcess.run(["checkpoint", "set", "--config", configPath, "--position", "now", "--yes"])
+            try #require(moved.code == 0, "\(moved.stderr)")
+            try await app.execute("INSERT INTO products VALUES (3, 'c')")
+            try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+            #expect(try readEvents(sink).map { $0.key?["id"] } == [.number("3")], "only the change after the move")
+
+            let shown = try await SpillwayProcess.run(["checkpoint", "show", "--json", "--config", configPath])
+            try #require(shown.code == 0, "\(shown.stderr)")
+            let row = try #require(JSONParser.parse(shown.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).objectValue)
+            #expect(row["consumer"] == .string("c") && row["source"] == .string(kind.rawValue) && row["events_total"] == .number("1"), "\(row)")
+            let text = try await SpillwayProcess.run(["checkpoint", "show", "--config", configPath])
+            #expect(text.stdout.contains("consumer:") && text.stdout.contains("events_total:"), "\(text.stdout)")
+
+            switch kind {
+            case .auditLog:
+                let bad = try await SpillwayProcess.run(["checkpoint", "set", "--config", configPath, "--position", "0/16B3748", "--yes"])
+                #expect(bad.code == 2 && bad.stderr.contains("--position") && bad.stderr.contains("start"), "\(bad.stderr)")
+                try #require(try await SpillwayProcess.run(["checkpoint", "set", "--config", configPath, "--position", "start", "--yes"]).code == 0)
+                try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+                let events = try readEvents(sink)
+                #expect(events.map { $0.key?["id"] } == [.number("3"), .number("1"), .number("2"), .number("3")], "replayed from the start")
+                #expect(events[3].id == events[0].id, "with the same ids")
+            case .replication:
+                let before = try await SpillwayProcess.run(["checkpoint", "set", "--config", configPath, "--position", "0/10", "--yes"])
+                #expect(before.code == 2 && before.stderr.contains("--position") && before.stderr.contains("confirmed"), "\(before.stderr)")
+                let notLSN = try await SpillwayProcess.run(["checkpoint", "set", "--config", configPath, "--position", "yesterday", "--yes"])
+                #expect(notLSN.code == 2 && notLSN.stderr.contains("not an LSN"), "\(notLSN.stderr)")
+            }
+            // A running consumer's checkpoint is not moved.
+            let runner = try SpillwayProcess(["run", "--config", configPath])
+            try await runner.waitForLog(kind == .replication ? "replication started" : "reading")
+            let busy = try await SpillwayProcess.run(["checkpoint", "set", "--config", configPath, "--position", "now", "--yes"])
+            #expect(busy.code == 1 && busy.stderr.contains("is running"), "\(busy.stderr)")
+            runner.signal(SIGTERM)
+            #expect(try await runner.wait() == 0)
         }
     }
 }
