@@ -12,7 +12,7 @@ struct Spillway: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spillway",
         abstract: "Change data capture for PostgreSQL: every committed change, to every sink, at least once.",
-        subcommands: [Install.self, Run.self, Check.self, Status.self, Backfill.self, Checkpoint.self, Reset.self, Uninstall.self, DeadLetters.self, Demo.self]
+        subcommands: [Install.self, Run.self, Check.self, Status.self, Backfill.self, Replay.self, Checkpoint.self, Reset.self, Uninstall.self, DeadLetters.self, Demo.self]
     )
 }
 

@@ -342,3 +342,70 @@ struct CheckpointCommandTests {
         }
     }
 }
+
+@Suite("spillway replay (audit_log)")
+struct ReplayTests {
+    @Test("a window by position or time re-emits exactly its changes with the first run's ids, to one sink or all, beside a live run whose checkpoint stays; a start not retained names the horizon; replication refuses")
+    func replayWindow() async throws {
+        try await withTestDatabase("replay") { db in
+            let app = try await db.connect()
+            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+            let (configPath, sink) = try db.writeConfig(consumer: "c")
+            let second = URL(fileURLWithPath: sink).deletingLastPathComponent().appendingPathComponent("second.jsonl").path
+            var yaml = try String(contentsOfFile: configPath, encoding: .utf8)
+            yaml += "\n  - name: second\n    kind: file\n    path: \(second)\n"
+            try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+            try #require(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+            try await app.execute("INSERT INTO products VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+            try await app.execute("INSERT INTO products VALUES (4, 'd'), (5, 'e')")
+            try await app.execute("UPDATE products SET name = 'A' WHERE id = 1")
+            try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+            let first = try readEvents(sink)
+            try #require(first.count == 6)
+            let checkpoint = try await statusJSON(configPath)
+
+            // Live `run` beside it: the replay takes no lock and moves no checkpoint.
+            let live = try SpillwayProcess(["run", "--config", configPath])
+            try await live.waitForLog("reading")
+            let byPosition = try await SpillwayProcess.run(["replay", "--config", configPath, "--from", first[3].position,
+                                                            "--until", first[4].position, "--sink", "out"])
+            try #require(byPosition.code == 0, "\(byPosition.stderr)")
+            #expect(byPosition.stdout.contains("replayed 2 events"), "\(byPosition.stdout)")
+            var all = try readEvents(sink)
+            #expect(all.dropFirst(6).map(\.id) == first[3...4].map(\.id), "exactly the window, same ids")
+            #expect(Array(all.dropFirst(6)) == Array(first[3...4]), "the same events")
+            #expect(try readEvents(second).count == 6, "--sink: the other sink got nothing")
+
+            let byTime = try await SpillwayProcess.run(["replay", "--config", configPath, "--since", try #require(first[3].commitTime)])
+            try #require(byTime.code == 0, "\(byTime.stderr)")
+            all = try readEvents(sink)
+            #expect(all.dropFirst(8).map(\.id) == first[3...5].map(\.id), "from that commit on, to every sink")
+            #expect(try readEvents(second).dropFirst(6).map(\.id) == first[3...5].map(\.id))
+            let onlyTable = try await SpillwayProcess.run(["replay", "--config", configPath, "--from", first[0].position, "--table", "public.products", "--sink", "second"])
+            #expect(onlyTable.code == 0 && onlyTable.stdout.contains("replayed 6 events"), "\(onlyTable.stdout)\(onlyTable.stderr)")
+
+            let status = try await statusJSON(configPath)
+            #expect(status["events_total"] == checkpoint["events_total"] && status["position"] == checkpoint["position"],
+                    "the consumer's checkpoint is unchanged: \(status)")
+            live.signal(SIGTERM)
+            #expect(try await live.wait() == 0)
+
+            for (arguments, key, text) in [
+                (["--from", "999999/1"], "--from", "is not retained: the oldest retained change is \(first[0].position)"),
+                (["--since", "not a time"], "--since", "is not a timestamp"),
+                (["--from", "x/y"], "--from", "not an audit_log position"),
+                (["--from", first[0].position, "--sink", "nope"], "--sink", "no sink is named 'nope'"),
+                (["--from", first[0].position, "--table", "public.other"], "--table", "not one of source.tables"),
+                ([String](), "--from", "exactly one of --from"),
+            ] {
+                let refused = try await SpillwayProcess.run(["replay", "--config", configPath] + arguments)
+                #expect(refused.code == 2 && refused.stderr.contains(key) && refused.stderr.contains(text), "\(arguments): \(refused.stderr)")
+            }
+            #expect(try readEvents(sink).count == 11, "nothing delivered by a refused replay")
+
+            let (replicationConfig, _) = try db.writeConfig(consumer: "r", kind: "replication")
+            let refused = try await SpillwayProcess.run(["replay", "--config", replicationConfig, "--since", "2026-01-01"])
+            #expect(refused.code == 2 && refused.stderr.contains("source.kind") && refused.stderr.contains("backfill"), "\(refused.stderr)")
+        }
+    }
+}

@@ -89,7 +89,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
         let idled = IdleFlag()
         try await runReconnecting(logger: logger, retry: options.retry, database: config.database.redactedURL,
                                   onFailure: { [fanout] in fanout.monitor?.sessionFailed() }) {
-            try await withConsumerSession(config, logger: logger, isStandbyAllowed: !options.once, onStandby: { [fanout] in fanout.monitor?.standby() }) { control, record in
+            try await withSession { control, record in
                 let source = try await openSource(record, control, logger)
                 do {
                     try await fanout.validate(capturing: config, on: control)
@@ -103,6 +103,19 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
             }
         }
         return idled.isSet
+    }
+
+    /// The consumer's session (its lock and checkpoint), or, detached, a plain connection.
+    private func withSession(_ body: (PostgresConnection, CheckpointRecord) async throws -> Void) async throws {
+        guard options.isDetached else {
+            try await withConsumerSession(config, logger: logger, isStandbyAllowed: !options.once,
+                                          onStandby: { [fanout] in fanout.monitor?.standby() }, body)
+            return
+        }
+        try await PostgresConnection.withConnection(url: config.database.url, applicationName: "spillway-replay") { control in
+            try await body(control, CheckpointRecord(consumer: config.consumer, source: config.source.kind.rawValue, cursor: AuditLogCursor(),
+                                                     eventsTotal: 0, replicationPosition: .start))
+        }
     }
 
     /// When a session gives up its connections for being idle: after `first` without a change, or `afterProgress`

@@ -112,9 +112,13 @@ public struct PipelineOptions: Sendable {
     public var once: Bool
     /// Backoff between reconnects of the source. Default: 200ms doubling to 10s, with jitter.
     public var retry: RetryPolicy
+    /// `spillway replay`: the pipeline runs beside the consumer's live `run`, so it takes neither the consumer's
+    /// lock nor its checkpoint; its source starts where it is told and saves nothing.
+    public var isDetached: Bool
 
-    public init(once: Bool = false, retry: RetryPolicy = RetryPolicy(maximumDelay: .seconds(10))) {
+    public init(once: Bool = false, retry: RetryPolicy = RetryPolicy(maximumDelay: .seconds(10)), isDetached: Bool = false) {
         self.once = once
         self.retry = retry
+        self.isDetached = isDetached
     }
 }

@@ -492,6 +492,115 @@ public final class AuditLogReader: @unchecked Sendable {
         return AuditLogBatch(events: events, cursor: cursor, rowsRead: result.rows.count)
     }
 
+    // MARK: Replay
+
+    /// `spillway replay`: the window of retained audit rows to deliver again, in the order batches deliver them
+    /// (transaction rank, then sequence), with their original ids.
+    public struct ReplayWindow: Sendable {
+        public enum Bound: Sendable, Equatable {
+            /// An event position, `txid/seq`.
+            case position(txid: UInt64, sequence: Int64)
+            /// A commit time (`track_commit_timestamp`, else the row's `changed_at`), as PostgreSQL reads it.
+            case time(String)
+        }
+
+        public var from: Bound
+        public var until: Bound?
+
+        public init(from: Bound, until: Bound?) {
+            self.from = from
+            self.until = until
+        }
+    }
+
+    private var replayOpen = false
+
+    /// The next `limit` events of `window` after `after` (nil: from its start). Read through a cursor in one
+    /// REPEATABLE READ transaction, so the window is what was committed when the replay began.
+    public func replay(_ window: ReplayWindow, after: AuditLogOrdering?, limit: Int) async throws
+        -> (events: [ChangeEvent], last: AuditLogOrdering?, isDone: Bool) {
+        if !replayOpen {
+            try await declareReplayCursor(window, after: after)
+            replayOpen = true
+        }
+        let result = try await connection.query("FETCH FORWARD \(limit) FROM spillway_replay")
+        try await resolveUnknownNames(in: result.rows)
+        var events: [ChangeEvent] = []
+        var last = after
+        for row in result.rows {
+            last = AuditLogOrdering(transactionRank: Int64(row[10] ?? "") ?? 0, sequence: Int64(row[1] ?? "") ?? 0)
+            if let event = try event(from: row) { events.append(event) }
+        }
+        let isDone = result.rows.count < limit
+        if isDone {
+            try await connection.execute("COMMIT")
+            replayOpen = false
+        }
+        return (events, last, isDone)
+    }
+
+    /// The oldest retained audit row with a transaction id: its position and commit time, for the error of a
+    /// window that starts before it.
+    public func oldestRetained() async throws -> (position: String, time: String)? {
+        let result = try await connection.query(
+            """
+            SELECT b.txid::text || '/' || b.seq, to_char(\(commitTimeSQL) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            FROM \(names.auditTable.sql) b WHERE b.txid IS NOT NULL ORDER BY b.seq LIMIT 1
+            """)
+        guard let row = result.first, let position = row[0], let time = row[1] else { return nil }
+        return (position, time)
+    }
+
+    /// Whether the row at `position` is retained.
+    public func isRetained(txid: UInt64, sequence: Int64) async throws -> Bool {
+        try await connection.query("SELECT EXISTS (SELECT 1 FROM \(names.auditTable.sql) WHERE txid = $1::xid8 AND seq = $2::bigint)",
+                                   [String(txid), String(sequence)]).first?[0] == "t"
+    }
+
+    /// Whether `time` is earlier than `other` (both as PostgreSQL reads timestamps).
+    public func isEarlier(_ time: String, than other: String) async throws -> Bool {
+        try await connection.query("SELECT $1::timestamptz < $2::timestamptz", [time, other]).first?[0] == "t"
+    }
+
+    private var commitTimeSQL: String {
+        hasCommitTimestamps ? "coalesce(pg_xact_commit_timestamp(b.txid::xid), b.changed_at)" : "b.changed_at"
+    }
+
+    private func declareReplayCursor(_ window: ReplayWindow, after: AuditLogOrdering?) async throws {
+        var parameters: [String?] = [after.map { String($0.transactionRank) }, after.map { String($0.sequence) }]
+        func bound(_ bound: ReplayWindow.Bound, isStart: Bool) -> String {
+            switch bound {
+            case .position(let txid, let sequence):
+                parameters.append(String(txid))
+                parameters.append(String(sequence))
+                let t = parameters.count - 1, s = parameters.count
+                let rank = "(SELECT max(seq) FROM \(names.auditTable.sql) WHERE txid = $\(t)::xid8)"
+                return isStart ? "(b.rank, b.seq) >= (\(rank), $\(s)::bigint)" : "(b.rank, b.seq) <= (\(rank), $\(s)::bigint)"
+            case .time(let time):
+                parameters.append(time)
+                return isStart ? "\(commitTimeSQL) >= $\(parameters.count)::timestamptz" : "\(commitTimeSQL) < $\(parameters.count)::timestamptz"
+            }
+        }
+        var conditions = [bound(window.from, isStart: true)]
+        if let until = window.until { conditions.append(bound(until, isStart: false)) }
+        try await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        do {
+            try await connection.query(
+                """
+                DECLARE spillway_replay NO SCROLL CURSOR FOR
+                SELECT \(selectList), b.rank FROM (
+                    SELECT a.*, max(a.seq) OVER (PARTITION BY a.txid) AS rank FROM \(names.auditTable.sql) a
+                    WHERE a.txid IS NOT NULL AND pg_visible_in_snapshot(a.txid, pg_current_snapshot())
+                ) b
+                WHERE ($1::bigint IS NULL OR (b.rank, b.seq) > ($1::bigint, $2::bigint)) AND \(conditions.joined(separator: " AND "))
+                ORDER BY b.rank, b.seq
+                """, parameters)
+        } catch {
+            try? await connection.execute("ROLLBACK")
+            throw error
+        }
+    }
+
     /// Nil for rows of tables this consumer does not capture (an adopted audit table may log more, and several
     /// consumers may share one audit table); `resolveUnknownNames` reported those. A row whose bare table
     /// name several captured tables share throws: the checkpoint holds rather than guess.

@@ -15,6 +15,22 @@ public struct CheckpointRecord: Sendable {
     public var replicationPosition: ReplicationPosition
     /// The table snapshot's progress (`snapshot_progress`), nil when none was asked for.
     public var snapshot: SnapshotProgress?
+
+    public init(consumer: String, source: String, auditTable: String? = nil, position: String? = nil, cursor: AuditLogCursor,
+                eventsTotal: Int64, updatedAt: String? = nil, lastError: String? = nil, lastErrorAt: String? = nil,
+                replicationPosition: ReplicationPosition, snapshot: SnapshotProgress? = nil) {
+        self.consumer = consumer
+        self.source = source
+        self.auditTable = auditTable
+        self.position = position
+        self.cursor = cursor
+        self.eventsTotal = eventsTotal
+        self.updatedAt = updatedAt
+        self.lastError = lastError
+        self.lastErrorAt = lastErrorAt
+        self.replicationPosition = replicationPosition
+        self.snapshot = snapshot
+    }
 }
 
 /// Reads and writes checkpoints. The pipeline calls `save` only after every sink acknowledged the events
