@@ -2,7 +2,8 @@
 # Initial snapshot speed and memory (issue #14), on a throwaway cluster, against a baseline measured in the
 # same run: `spillway run --once` with `source.snapshot: initial` into the file sink, per source, against
 # `psql \copy (SELECT row_to_json(t) FROM items t) TO /dev/null` (PostgreSQL rendering the same rows as
-# JSON); plain `\copy` for scale. Peak RSS of `run` is reported too.
+# JSON); plain `\copy` for scale. Peak RSS of `run` is reported too. Default settings (batch_size 1000, four
+# batches in flight, snapshot_chunk_size 5000).
 #   Benchmarks/snapshot-vs-row_to_json.sh [ROWS] [ROUNDS]
 #     ROWS   default 1000000 (6 columns, about 150 bytes a row)
 #     ROUNDS default 3; the ratio per round, then the median
@@ -33,7 +34,7 @@ for round in $(seq 1 "$rounds"); do
     cat > "$work/$consumer.yaml" <<YAML
 database: {url: "$url"}
 consumer: $consumer
-source: {kind: $source, tables: [public.items], snapshot: initial, batch_size: 5000}
+source: {kind: $source, tables: [public.items], snapshot: initial}
 sinks: [{name: out, kind: file, path: "$work/$consumer.jsonl"}]
 log: {level: warning}
 YAML

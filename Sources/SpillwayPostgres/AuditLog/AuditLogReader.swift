@@ -380,9 +380,22 @@ public final class AuditLogReader: @unchecked Sendable {
     }
 
     private func waitForFlush(upTo inserted: String) async throws {
+        let isFlushed = "SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn"
+        if try await connection.query(isFlushed, [inserted]).first?[0] == "t" { return }
+        // Nothing may flush it before the WAL writer's next round (`wal_writer_delay`, 200 ms; each snapshot chunk
+        // would wait that long). A synchronous commit flushes the WAL up to its commit record, past `inserted`,
+        // but only of a transaction that took an id and wrote WAL: a non-transactional logical message (any
+        // wal_level; replication consumers drop Spillway's heartbeat prefix) is the smallest such write.
+        // Where the role may not do that, the WAL writer's round it is.
+        do {
+            try await connection.execute(
+                "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id(), pg_logical_emit_message(false, '\(ReplicationEventBuilder.heartbeatPrefix)', ''); COMMIT")
+        } catch is PostgresError {
+            try? await connection.execute("ROLLBACK")
+        }
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(10)
-        while try await connection.query("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn", [inserted]).first?[0] != "t" {
+        while try await connection.query(isFlushed, [inserted]).first?[0] != "t" {
             guard clock.now < deadline else {
                 throw PostgresError(message: "the WAL was not flushed up to \(inserted) within 10 s; the batch waits for it")
             }

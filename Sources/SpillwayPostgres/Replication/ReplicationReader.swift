@@ -177,10 +177,21 @@ public final class ReplicationReader: @unchecked Sendable {
 
     /// Writes a non-transactional message on the catalog connection and returns the position the stream gives
     /// it: every transaction that committed before this call is before it in the stream.
+    ///
+    /// The walsender decodes only flushed WAL, and nothing flushes a lone message until the WAL writer's next
+    /// round (`wal_writer_delay`, 200 ms): a snapshot chunk would wait that long for its marker. So the
+    /// message is written in a transaction that takes an id and commits synchronously, which flushes it.
     public func emitMarker() async throws -> LSN {
-        let marker = try await catalog.query("SELECT pg_logical_emit_message(false, $1, '')::text", [ReplicationEventBuilder.heartbeatPrefix])
-        let end = marker.first?[0].flatMap { LSN(string: $0) } ?? .zero
-        return ReplicationEventBuilder.position(ofNonTransactionalMessageEndingAt: end)
+        try await catalog.execute("BEGIN")
+        do {
+            let marker = try await catalog.query("SELECT pg_logical_emit_message(false, $1, '')::text", [ReplicationEventBuilder.heartbeatPrefix])
+            try await catalog.execute("SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id(); COMMIT")
+            let end = marker.first?[0].flatMap { LSN(string: $0) } ?? .zero
+            return ReplicationEventBuilder.position(ofNonTransactionalMessageEndingAt: end)
+        } catch {
+            try? await catalog.execute("ROLLBACK")
+            throw error
+        }
     }
 
     private func handle(_ bytes: [UInt8], into batch: inout ReplicationBatch, stop: LSN?) async throws {
