@@ -29,8 +29,12 @@ python3 Benchmarks/soak_checker.py --self-test > /tmp/spillway-soak-selftest.$$ 
   || { cat /tmp/spillway-soak-selftest.$$; rm -f /tmp/spillway-soak-selftest.$$; echo "FAILED: checker self-test"; exit 1; }
 selftest=$(tail -n 1 /tmp/spillway-soak-selftest.$$); rm -f /tmp/spillway-soak-selftest.$$
 . Benchmarks/lib.sh
-bench_setup soak_audit_log.public.items:3
-echo "topic soak_replication.public.items 3" >&7
+# librdkafka's mock keeps only the last 5 MB (or 100000 records) of a partition and drops older records:
+# enough partitions that each stays below half of that (about 2.5 committed versions of ~420 bytes per
+# transaction, plus redeliveries), so the read-back has every record (the checker's `trimmed` tells).
+partitions=$(( tps * seconds / 2000 + 3 ))
+bench_setup "soak_audit_log.public.items:$partitions"
+echo "topic soak_replication.public.items $partitions" >&7
 pgdir="$work/pg"
 port=${url##*:}; port=${port%%/*}
 as_postgres() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
@@ -43,7 +47,8 @@ soak_cleanup() {
   set +e
   local p
   for p in "${pid[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  if [ -n "$writers" ]; then pkill -KILL -P "$writers" 2>/dev/null; kill -KILL "$writers" 2>/dev/null; wait "$writers" 2>/dev/null; fi
+  # The writers' loop; a pgbench it started ends when the cluster stops below.
+  [ -n "$writers" ] && { kill -KILL "$writers" 2>/dev/null; wait "$writers" 2>/dev/null; }
   [ -n "$receiver_pid" ] && { kill -KILL "$receiver_pid" 2>/dev/null; wait "$receiver_pid" 2>/dev/null; }
   [ -f "$work/redis/redis.pid" ] && kill -KILL "$(cat "$work/redis/redis.pid")" 2>/dev/null
   bench_cleanup
@@ -92,7 +97,9 @@ hook() { echo "$1" >&8; }
 psql -q "$url" -c "CREATE TABLE items (id int PRIMARY KEY, version int NOT NULL, payload text)" \
   -c "CREATE SEQUENCE ids START 1001"
 for source in audit_log replication; do
-  # The audit_log consumer's webhook takes batches, the replication one single events on four lanes.
+  # The audit_log consumer's webhook takes batches, the replication one single events on four lanes. Kafka's
+  # 3 s timeout is shorter than its 5 s outage, so the outage fails acknowledgements (the session starts
+  # over from the checkpoint) instead of only delaying them (the default 30 s would outlast it).
   [ "$source" = audit_log ] && hook_body="body: batch, batch_size: 100" || hook_body="body: event, concurrency: 4"
   cat > "$work/$source.yaml" <<YAML
 database: {url: "$url"}
@@ -100,7 +107,7 @@ consumer: soak_$source
 source: {kind: $source, tables: [public.items], batch_size: 500}
 sinks:
   - {name: file, kind: file, path: "$work/$source.jsonl"}
-  - {name: kafka, kind: kafka, brokers: "$brokers", prefix: soak_$source, properties: {linger.ms: 5}}
+  - {name: kafka, kind: kafka, brokers: "$brokers", prefix: soak_$source, timeout: 3s, properties: {linger.ms: 5}}
   - {name: webhook, kind: webhook, url: "http://127.0.0.1:$hook_port/$source", $hook_body, timeout: 2s,
      secret: "\${SOAK_WEBHOOK_SECRET}"}
   - {name: redis, kind: redis, url: "redis://127.0.0.1:$redis_port/0", keys: {public.items: "soak:$source:{key.id}:{after.version}"}}
@@ -230,6 +237,7 @@ while read -r at what; do
     redis-kill)
       kill -KILL "$(cat "$work/redis/redis.pid")"
       wait_for 30 eval '! redis_up' || { echo "FAILED: redis-server outlived SIGKILL" >&2; exit 1; }
+      rm -f "$work/redis/redis.pid"  # its number may be another process's by the time the cleanup runs
       echo "$(date +%T) Redis SIGKILL" >> "$work/chaos.log" ;;
     redis-start) redis_start; echo "$(date +%T) Redis started" >> "$work/chaos.log" ;;
   esac
@@ -270,7 +278,14 @@ echo "table: $committed rows, $versions committed versions;" \
   "pgbench transactions: $(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench.log" | awk '{s += $1} END {print s}')," \
   "pgbench runs with aborted clients: $(grep -c 'aborted\|terminated' "$work/pgbench.log" || true)"
 echo "webhook receiver: $hook_stats; dead letters: $dead_letters"
-echo "redis: $seeded keys seeded; kafka: $(cat "$work"/kafka-*.json | grep -c .) records read back; $selftest"
+echo "redis: $seeded keys seeded; kafka: $(cat "$work"/kafka-*.json | grep -c .) records read back ($partitions partitions a topic); $selftest"
+# That the chaos landed, from the daemons' logs: failed attempts each sink retried, and sessions started over.
+landed() { grep -c -- "$2" "$work/$1.log" || true; }
+for source in audit_log replication; do
+  echo "landed on $source: kafka acknowledgements failed (session started over) $(landed "$source" "delivery failed; resuming from the last checkpoint")," \
+    "webhook attempts failed $(landed "$source" "webhook failed, retrying"), redis attempts failed $(landed "$source" "error=sink 'redis'")," \
+    "source reconnects $(landed "$source" "source failed, reconnecting")"
+done
 if [ -n "${SOAK_KEEP:-}" ]; then
   mkdir -p "$SOAK_KEEP"
   cp -r "$work"/*.jsonl "$work"/*.log "$work"/kafka-*.json "$work"/redis-*.left "$work"/redis-*.seeds "$work"/hook \
