@@ -108,8 +108,18 @@ public final class PipelineMonitor: Sendable {
 
     private func count(_ events: [ChangeEvent], _ counter: ((read: Counter, delivered: Counter)) -> Counter) {
         guard !events.isEmpty else { return }
+        // Per run of events of one table and op (batches are mostly such runs): no key built, and no event
+        // copied, per event.
         var counts: [TableOp: Int] = [:]
-        for event in events { counts[TableOp(table: "\(event.schema).\(event.table)", op: event.op), default: 0] += 1 }
+        var runStart = events.startIndex
+        for index in events.indices.dropFirst() {
+            if events[index].op != events[runStart].op || events[index].table != events[runStart].table
+                || events[index].schema != events[runStart].schema {
+                counts[TableOp(table: "\(events[runStart].schema).\(events[runStart].table)", op: events[runStart].op), default: 0] += index - runStart
+                runStart = index
+            }
+        }
+        counts[TableOp(table: "\(events[runStart].schema).\(events[runStart].table)", op: events[runStart].op), default: 0] += events.endIndex - runStart
         let counters = tableCounters.withLock { cache in
             counts.map { key, value in
                 if cache[key] == nil {

@@ -51,15 +51,24 @@ public struct SnapshotProgress: Sendable, Hashable {
     /// The id of the `read` event of the row keyed `key` (its JSON): the same row read again by the same
     /// snapshot (after a restart) keeps its id; a row's id never names another row.
     public func eventID(table: QualifiedName, key: String) -> String {
-        if let backfill { return "backfill-\(backfill):\(table):\(key)" }
-        return "snapshot-\(generation):\(table):\(key)"
+        eventIDPrefix(table: table) + key
+    }
+
+    /// `eventID` without its key: built once per chunk, not per row.
+    public func eventIDPrefix(table: QualifiedName) -> String {
+        if let backfill { return "backfill-\(backfill):\(table):" }
+        return "snapshot-\(generation):\(table):"
     }
 
     /// `snapshot/GENERATION/schema.table/ROWS` (`backfill/ID/...`): where a read event sits (the row count up to
     /// and including it).
     public func position(table: QualifiedName, row: Int64) -> String {
-        if let backfill { return "backfill/\(backfill)/\(table)/\(row)" }
-        return "snapshot/\(generation)/\(table)/\(row)"
+        positionPrefix(table: table) + String(row)
+    }
+
+    public func positionPrefix(table: QualifiedName) -> String {
+        if let backfill { return "backfill/\(backfill)/\(table)/" }
+        return "snapshot/\(generation)/\(table)/"
     }
 }
 

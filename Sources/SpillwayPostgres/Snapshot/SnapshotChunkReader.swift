@@ -80,6 +80,7 @@ public struct SnapshotChunkReader: Sendable {
         var rows: [SnapshotChunk.Row] = []
         rows.reserveCapacity(result.rows.count)
         var rowNumber = current.rows
+        let idPrefix = progress.eventIDPrefix(table: name), positionPrefix = progress.positionPrefix(table: name)
         for values in result.rows {
             var fields: [(String, JSONValue)] = []
             fields.reserveCapacity(columns.count)
@@ -90,9 +91,9 @@ public struct SnapshotChunkReader: Sendable {
             let key = PGValueMapper.key(of: after, table: table)
             rowNumber += 1
             var event = ChangeEvent(
-                id: progress.eventID(table: name, key: key.map { JSONEncoding.string(.object($0)) } ?? "null"), op: .read,
+                id: idPrefix + (key.map { JSONEncoding.string(.object($0)) } ?? "null"), op: .read,
                 schema: table.schema, table: table.name, key: key, before: nil, after: after,
-                position: progress.position(table: name, row: rowNumber))
+                position: positionPrefix + String(rowNumber))
             if let tenant, let value = after[tenant], value != .null { event.tenant = value.plainText }
             rows.append(SnapshotChunk.Row(event: event, key: keyIndexes.map { values[$0] ?? "" }))
         }
