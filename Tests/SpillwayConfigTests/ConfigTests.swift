@@ -207,7 +207,7 @@ struct ConfigTests {
         #expect(error.problem == "unknown key")
         #expect(error.fix == """
             did you mean 'poll_interval'? known keys here: audit_table, batch_size, heartbeat, history, idle_backoff, kind, mask_key, \
-            max_in_flight_batches, max_retained_wal, messages, notify, poll_interval, prune, publication, slot, snapshot, snapshot_chunk_size, tables, tenant_column, tenant_columns
+            max_in_flight_batches, max_retained_wal, messages, notify, poll_interval, prune, publication, retention, slot, snapshot, snapshot_chunk_size, tables, tenant_column, tenant_columns
             """)
     }
 
@@ -560,5 +560,36 @@ struct IdleBackoffConfigTests {
             guard let error = error as? ConfigError else { return false }
             return error.key == key && error.problem.contains(problem)
         }
+    }
+}
+
+@Suite("source.retention and source.snapshot")
+struct RetentionAndSnapshotConfigTests {
+    @Test func retentionParsesDaysAndIsAuditLogOnly() throws {
+        let config = try SpillwayConfig.parse(yaml: yaml(source: "  tables: [public.products]\n  retention: 7d"))
+        #expect(config.source.retention == .seconds(7 * 86_400))
+        #expect(try SpillwayConfig.parse(yaml: yaml()).source.retention == nil)
+    }
+
+    @Test("bad retention settings name the key", arguments: [
+        ("  kind: replication\n  tables: [public.products]\n  retention: 7d", "for the audit_log source only"),
+        ("  tables: [public.products]\n  prune: true\n  retention: 7d", "source.prune disagree"),
+        ("  tables: [public.products]\n  retention: 30s", "is below 1m"),
+        ("  tables: [public.products]\n  retention: a week", "is not a duration"),
+    ])
+    func badRetention(source: String, problem: String) throws {
+        let error = try #require(configError(yaml(source: source)))
+        #expect(error.key == "source.retention")
+        #expect(error.problem.contains(problem), "\(error)")
+    }
+
+    @Test func snapshotSettings() throws {
+        let config = try SpillwayConfig.parse(yaml: yaml(source: "  tables: [public.products]\n  snapshot: initial\n  snapshot_chunk_size: 200"))
+        #expect(config.source.snapshot == .initial && config.source.snapshotChunkSize == 200)
+        #expect(try SpillwayConfig.parse(yaml: yaml()).source.snapshot == .never)
+        let bad = try #require(configError(yaml(source: "  tables: [public.products]\n  snapshot: always")))
+        #expect(bad.key == "source.snapshot")
+        let size = try #require(configError(yaml(source: "  tables: [public.products]\n  snapshot_chunk_size: 0")))
+        #expect(size.key == "source.snapshot_chunk_size")
     }
 }

@@ -409,3 +409,34 @@ struct ReplayTests {
         }
     }
 }
+
+@Suite("source.retention (audit_log)")
+struct RetentionTests {
+    @Test("rows older than the retention go once every registered consumer passed them; newer ones stay for replay, and a replay before them names the horizon")
+    func retentionKeepsAWindow() async throws {
+        try await withTestDatabase("retention") { db in
+            let app = try await db.connect()
+            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+            let (configPath, sink) = try db.writeConfig(consumer: "c", extraSource: "  retention: 1d")
+            let (behindPath, _) = try db.writeConfig(consumer: "behind")
+            try #require(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+            try #require(try await SpillwayProcess.run(["install", "--config", behindPath]).code == 0)
+            try await app.execute("INSERT INTO products VALUES (1, 'a'); INSERT INTO products VALUES (2, 'b'); INSERT INTO products VALUES (3, 'c')")
+            try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+            #expect(try readEvents(sink).count == 3)
+            try await app.execute("UPDATE spillway.audit_log SET changed_at = now() - interval '2 days' WHERE new_data->>'id' IN ('1', '2')")
+
+            try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+            #expect(try await app.query("SELECT count(*) FROM spillway.audit_log").first?[0] == "3", "a consumer that has not passed them holds them")
+            try await app.execute("DELETE FROM spillway.checkpoints WHERE consumer = 'behind'")
+            try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+            let left = try await app.query("SELECT new_data->>'id' FROM spillway.audit_log ORDER BY seq").rows.map { $0[0] }
+            #expect(left == ["3"], "only the row older than the retention went: \(left)")
+
+            let refused = try await SpillwayProcess.run(["replay", "--config", configPath, "--since", "2000-01-01T00:00:00Z"])
+            #expect(refused.code == 2 && refused.stderr.contains("--since") && refused.stderr.contains("oldest retained change"), "\(refused.stderr)")
+            let replayed = try await SpillwayProcess.run(["replay", "--config", configPath, "--from", try readEvents(sink)[2].position])
+            #expect(replayed.code == 0 && replayed.stdout.contains("replayed 1 events"), "\(replayed.stdout)\(replayed.stderr)")
+        }
+    }
+}

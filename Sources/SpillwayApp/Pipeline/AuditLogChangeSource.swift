@@ -5,7 +5,7 @@ import Synchronization
 
 /// The audit_log source for the pipeline engine: polls the audit table between snapshots (`AuditLogReader`),
 /// woken by the wake trigger's NOTIFY, and saves the cursor as the checkpoint. With `--once` it ends when
-/// a poll finds nothing new. Prunes retained rows (`source.prune`) once a minute.
+/// a poll finds nothing new. Prunes retained rows (`source.prune`, `source.retention`) once a minute.
 final class AuditLogChangeSource: ChangeSource, @unchecked Sendable {
     // @unchecked Sendable: `next` runs on the reader stage only and owns `reader` and `nextPoll`; the
     // checkpointer's calls use the control connection, whose queue serialises its I/O, and `pruning`
@@ -47,7 +47,8 @@ final class AuditLogChangeSource: ChangeSource, @unchecked Sendable {
         self.retention = AuditLogRetention(schema: config.schema, auditTable: AuditLogSchema(config: config).auditTable)
         self.isOnce = once
         self.logger = logger
-        self.pruning = Mutex(PeriodicTask(every: config.source.prune ? .seconds(60) : .zero, startingAt: .now, runsImmediately: true))
+        self.pruning = Mutex(PeriodicTask(every: config.source.prune || config.source.retention != nil ? .seconds(60) : .zero,
+                                          startingAt: .now, runsImmediately: true))
         self.backfills = BackfillPoller(config: config, logger: logger)
     }
 
@@ -99,8 +100,11 @@ final class AuditLogChangeSource: ChangeSource, @unchecked Sendable {
 
     func maintain(isFinal: Bool) async throws {
         guard !isFinal, pruning.withLock({ $0.isDue(at: .now) }) else { return }
-        let deleted = try await retention.prune(on: control)
-        if deleted > 0 { logger.info("pruned audit rows every consumer has passed", metadata: ["rows": "\(deleted)"]) }
+        let deleted = try await retention.prune(olderThan: config.source.retention, on: control)
+        if deleted > 0 {
+            logger.info(config.source.retention == nil ? "pruned audit rows every consumer has passed"
+                            : "deleted audit rows past source.retention that every consumer has passed", metadata: ["rows": "\(deleted)"])
+        }
     }
 
     func recordError(_ message: String) async {

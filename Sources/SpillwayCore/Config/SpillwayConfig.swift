@@ -73,6 +73,9 @@ public struct SourceConfig: Sendable {
     public var history: History
     /// Delete audit rows that every registered consumer has passed. Default: false.
     public var prune: Bool
+    /// audit_log: keep audit rows at least this long (for `spillway replay`), then delete those every
+    /// registered consumer has passed. Default: none (rows stay unless `prune`).
+    public var retention: Duration?
     /// Wake the poller by LISTEN/NOTIFY as soon as a transaction commits. Default: true.
     public var notify: Bool
     /// Replication settings; used when `kind` is `replication`.
@@ -264,7 +267,7 @@ extension SpillwayConfig {
                                   fix: "add `source: {kind: audit_log, tables: [public.products]}`")
             }
             try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "max_in_flight_batches",
-                                                           "history", "prune", "notify", "mask_key", "idle_backoff", "snapshot", "snapshot_chunk_size"] + ReplicationSettings.keys))
+                                                           "history", "prune", "retention", "notify", "mask_key", "idle_backoff", "snapshot", "snapshot_chunk_size"] + ReplicationSettings.keys))
             var source = try parseSource(&sourceReader, environment: environment)
             if source.kind == .replication, let url, ConnectionString.namesPooledHost(url) {
                 throw ConfigError(key: "database.url", problem: "names a pooled endpoint (a -pooler host); logical replication needs a direct connection",
@@ -417,6 +420,25 @@ extension SpillwayConfig {
         source.maxInFlightBatches = try r.int("max_in_flight_batches", default: source.maxInFlightBatches, range: 1...64)
         source.history = try r.choice("history", default: source.history)
         source.prune = try r.bool("prune", default: source.prune)
+        if let text = try r.optionalString("retention") {
+            // Days too (`7d`), which no other duration here needs.
+            let days = text.hasSuffix("d") ? Double(text.dropLast()).map { Duration.seconds(Int64($0 * 86_400)) } : nil
+            guard let retention = days ?? DurationText.parse(text) else {
+                throw ConfigError(key: r.keyPath("retention"), problem: "'\(text)' is not a duration", fix: "write e.g. 7d, 12h or 90m")
+            }
+            guard kind == .auditLog else {
+                throw ConfigError(key: r.keyPath("retention"), problem: "is for the audit_log source only",
+                                  fix: "remove it: a replication slot keeps nothing to replay from")
+            }
+            guard !source.prune else {
+                throw ConfigError(key: r.keyPath("retention"), problem: "and source.prune disagree: prune deletes rows as soon as every consumer "
+                                    + "passed them, retention keeps them for replay", fix: "keep one: remove source.prune, or source.retention")
+            }
+            guard retention >= .seconds(60) else {
+                throw ConfigError(key: r.keyPath("retention"), problem: "is below 1m", fix: "use a duration such as 7d or 12h")
+            }
+            source.retention = retention
+        }
         source.notify = try r.bool("notify", default: source.notify)
         source.idleBackoff = try IdleBackoff.parse(&r, kind: kind, pollInterval: source.pollInterval)
         source.snapshot = try r.choice("snapshot", default: source.snapshot)

@@ -1,6 +1,7 @@
 import SpillwayCore
 
-/// Deletes audit rows that every consumer registered on the audit table has passed, and no other.
+/// Deletes audit rows that every consumer registered on the audit table has passed (`source.prune`; with
+/// `source.retention`, once they are also older than that), and no other.
 public struct AuditLogRetention: Sendable {
     let checkpoints: String
     let auditTable: QualifiedName
@@ -14,21 +15,32 @@ public struct AuditLogRetention: Sendable {
     /// snapshot; it goes once it is finished for all of them. (Comparing against the snapshots' xmin alone
     /// would be correct too, but any long transaction anywhere in the cluster would then stall retention.)
     /// History rows (no txid) go only once every consumer has delivered its history. Returns the count.
+    ///
+    /// `olderThan` (`source.retention`): only rows written longer ago than that, so a window of past changes
+    /// stays for `spillway replay`. Deleted in batches of `batchSize`, each its own statement, so no delete
+    /// holds its locks (or bloats one transaction) for the whole backlog.
     @discardableResult
-    public func prune(on connection: PostgresConnection) async throws -> Int {
-        let result = try await connection.query(
-            """
-            WITH horizon AS (
-                SELECT min(pg_snapshot_xmax(snapshot)) AS xmax, bool_and(history_done) AS history_done, count(*) AS consumers
-                FROM \(checkpoints) WHERE audit_table = $1
-            )
-            DELETE FROM \(auditTable.sql) a USING horizon h
-            WHERE h.consumers > 0
-              AND ((a.txid < h.xmax AND NOT EXISTS (
-                      SELECT 1 FROM \(checkpoints) c
-                      WHERE c.audit_table = $1 AND NOT pg_visible_in_snapshot(a.txid, c.snapshot)))
-                   OR (a.txid IS NULL AND h.history_done))
-            """, [auditTable.description])
-        return result.affectedRows
+    public func prune(olderThan age: Duration? = nil, batchSize: Int = 10_000, on connection: PostgresConnection) async throws -> Int {
+        var total = 0
+        while true {
+            let result = try await connection.query(
+                """
+                WITH horizon AS (
+                    SELECT min(pg_snapshot_xmax(snapshot)) AS xmax, bool_and(history_done) AS history_done, count(*) AS consumers
+                    FROM \(checkpoints) WHERE audit_table = $1
+                )
+                DELETE FROM \(auditTable.sql) d WHERE d.ctid = ANY (ARRAY(
+                    SELECT a.ctid FROM \(auditTable.sql) a, horizon h
+                    WHERE h.consumers > 0
+                      AND ($2::bigint IS NULL OR a.changed_at < now() - make_interval(secs => $2::bigint))
+                      AND ((a.txid < h.xmax AND NOT EXISTS (
+                              SELECT 1 FROM \(checkpoints) c
+                              WHERE c.audit_table = $1 AND NOT pg_visible_in_snapshot(a.txid, c.snapshot)))
+                           OR (a.txid IS NULL AND h.history_done))
+                    LIMIT \(batchSize)))
+                """, [auditTable.description, age.map { String($0.components.seconds) }])
+            total += result.affectedRows
+            if result.affectedRows < batchSize { return total }
+        }
     }
 }
