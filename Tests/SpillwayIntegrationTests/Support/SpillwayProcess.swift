@@ -66,9 +66,10 @@ final class SpillwayProcess: @unchecked Sendable {
     var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
-    /// Runs a command to completion.
+    /// Runs a command to completion. The bound only guards against a hang: a loaded CI run saw an `install`
+    /// take over 60 s while the whole suite ran at once.
     static func run(_ arguments: [String], environment: [String: String] = [:],
-                    timeout: Duration = .seconds(60)) async throws -> (code: Int32, stdout: String, stderr: String) {
+                    timeout: Duration = .seconds(120)) async throws -> (code: Int32, stdout: String, stderr: String) {
         let child = try SpillwayProcess(arguments, environment: environment)
         let code = try await child.wait(timeout: timeout)
         return (code, child.stdout, child.stderr)
