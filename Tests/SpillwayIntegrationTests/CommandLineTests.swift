@@ -19,12 +19,12 @@ struct CommandLineTests {
         try await withTestDatabase { db in
             let app = try await db.connect()
             try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
-            // Small batches one at a time: draining the backlog takes a thousand round trips, so even a starved
-            // test process (a loaded CI machine) sees the first delivery and kills well before the end.
+            // Small batches one at a time: draining the backlog takes three thousand round trips, so even a starved
+            // test process (a loaded CI machine once saw a smaller backlog all delivered first) kills before the end.
             let (configPath, sink) = try db.writeConfig(kind: kind.rawValue, extraSource: "  batch_size: 5\n  max_in_flight_batches: 1")
             let installed = try await SpillwayProcess.run(["install", "--config", configPath])
             try #require(installed.code == 0, "install failed: \(installed.stderr)")
-            try await Self.commitBacklog(app)
+            try await Self.commitBacklog(app, ids: 1...15_000)
 
             let runner = try SpillwayProcess(["run", "--config", configPath])
             try await waitForGrowth(sink, beyond: 0)
@@ -33,13 +33,13 @@ struct CommandLineTests {
             let atKill = try readEvents(sink, isStillWriting: true)  // killed mid-write: a torn last line was never acknowledged
             let checkpoint = try await CheckpointRow.read(consumer: "tests", on: app)
             try #require(!atKill.isEmpty, "the kill came after a first delivery")
-            #expect(checkpoint.eventsTotal < 5000, "the kill landed mid-stream: \(checkpoint)")
+            #expect(checkpoint.eventsTotal < 15_000, "the kill landed mid-stream: \(checkpoint)")
 
             // More changes while it is down, then a restart that drains everything.
-            try await Self.commitBacklog(app, ids: 5001...5500)
+            try await Self.commitBacklog(app, ids: 15_001...15_500)
             let restarted = try SpillwayProcess(["run", "--config", configPath])
-            try await waitForStatus(configPath, timeout: .seconds(60), "all 5500 changes to be acknowledged") {
-                $0["events_total"]?.plainText == "5500"
+            try await waitForStatus(configPath, timeout: .seconds(120), "all 15500 changes to be acknowledged") {
+                $0["events_total"]?.plainText == "15500"
             }
             try await restarted.waitForLog(kind.streamingLog)
             restarted.signal(SIGINT)
@@ -48,8 +48,8 @@ struct CommandLineTests {
             let all = try readEvents(sink)
             try expectResumedFromCheckpoint(atKill: atKill, checkpoint: checkpoint, all: all, isOrderFixed: kind == .replication)
             let redelivered = atKill.count - checkpoint.eventsTotal
-            #expect(all.count == 5500 + redelivered, "each change once, plus the \(redelivered) redelivered")
-            #expect(Set(all.compactMap { $0.key?["id"]?.plainText }) == Set((1...5500).map(String.init)), "nothing committed is missing")
+            #expect(all.count == 15_500 + redelivered, "each change once, plus the \(redelivered) redelivered")
+            #expect(Set(all.compactMap { $0.key?["id"]?.plainText }) == Set((1...15_500).map(String.init)), "nothing committed is missing")
             print("kill -9 (\(kind)): \(atKill.count) events at the sink, \(checkpoint.eventsTotal) acknowledged, \(redelivered) redelivered")
         }
     }
