@@ -178,7 +178,8 @@ let package = Package(
         .testTarget(
             name: "SpillwayIntegrationTests",
             dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka", "SpillwayRedis",
-                           "SpillwayWebhook", "SpillwayTestSupport", .product(name: "Logging", package: "swift-log")],
+                           "SpillwayWebhook", "SpillwayTestSupport", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             exclude: ["Support/webhook_receiver.py", "Support/debezium_consumer.py", "Support/scrape_metrics.py"]
         ),
         .testTarget(

@@ -241,6 +241,22 @@ public final class KafkaProducerClient: @unchecked Sendable {
         }
     }
 
+    /// Takes batches again after a failed record. From a record's failure on, the client refuses every batch
+    /// enqueued after it and drops the records still queued behind it, so that no later record of the failed
+    /// one's key is stored before it is sent again; the caller resumes once it sends again, in order, from
+    /// before the failed record (the pipeline: at the start of its next session).
+    public func resume() {
+        context.isHolding.store(false, ordering: .releasing)
+    }
+
+    /// Drops every message not yet acknowledged, queued or in flight, so that their waits end with a purge
+    /// error; the producer stays usable. Per partition what is dropped is a suffix (in-flight messages precede
+    /// queued ones), and an in-flight one may still be stored: delivering them all again later, in order,
+    /// keeps every key in order. Does not block.
+    public func abandonOutstanding() {
+        _ = rd_kafka_purge(handle.raw, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING))
+    }
+
     /// Stops accepting messages, flushes outstanding ones (up to `timeout`; default 30 s)
     /// and stops the poll loop. Messages still outstanding after `timeout` are purged, their
     /// `send` calls fail, and this throws. Calling it again does nothing.
@@ -271,6 +287,14 @@ public final class KafkaProducerClient: @unchecked Sendable {
             for index in 0..<records.count { context.tracker.complete(batch.token(at: index), with: .failed(.closed())) }
             return
         }
+        if context.isHolding.load(ordering: .acquiring) {
+            let held = KafkaSinkError(
+                .notEnqueued,
+                problem: "batch not sent because a record enqueued before it failed (a later record of its key must not overtake it)",
+                fix: "fix the earlier failure; the batch is sent again with everything after the checkpoint")
+            for index in 0..<records.count { context.tracker.complete(batch.token(at: index), with: .failed(held)) }
+            return
+        }
         let topics = records.topics.map(topicHandle)
         withCStrings(records.headerNames) { headerNames in
             records.bytes.withUnsafeBytes { bytes in
@@ -289,6 +313,8 @@ public final class KafkaProducerClient: @unchecked Sendable {
                         // would then sleep for its whole timeout.
                         _ = rd_kafka_poll(handle.raw, 10)
                     default:
+                        // Refused at once: nothing after it is produced, so nothing queued needs dropping.
+                        context.hold(purgingQueueOf: nil)
                         context.tracker.complete(
                             token, with: .failed(.delivery(code, topic: records.topics[record.topic], kafka: handle.raw)))
                         // Stop here so a later message with the same key cannot overtake this one.
@@ -366,6 +392,8 @@ private final class CallbackContext: Sendable {
     /// The user's properties, to redact secret values from librdkafka's messages.
     let properties: [String: String]
     let lastClientError = Mutex<String?>(nil)
+    /// Set when a record failed, until `resume`: see `KafkaProducerClient.resume`.
+    let isHolding = Atomic(false)
 
     init(logger: Logger, properties: [String: String]) {
         self.logger = logger
@@ -375,11 +403,21 @@ private final class CallbackContext: Sendable {
     func deliveryReport(_ message: rd_kafka_message_t, kafka: OpaquePointer?) {
         let token = UInt(bitPattern: message._private)
         guard message.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            // Purges are Spillway's own doing (abandoning, closing): the records behind them go too.
+            if message.err != RD_KAFKA_RESP_ERR__PURGE_QUEUE, message.err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT { hold(purgingQueueOf: kafka) }
             let topic = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "?"
             tracker.complete(token, with: .failed(.delivery(message.err, topic: topic, kafka: kafka)))
             return
         }
         tracker.complete(token, with: .stored(partition: message.partition, offset: message.offset))
+    }
+
+    /// After a failed record: later batches are refused until `resume`, and with `kafka` the records still
+    /// queued behind it are dropped (in flight ones may yet be stored, which the redelivery in order makes
+    /// harmless).
+    func hold(purgingQueueOf kafka: OpaquePointer?) {
+        guard !isHolding.exchange(true, ordering: .acquiringAndReleasing), let kafka else { return }
+        _ = rd_kafka_purge(kafka, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_NON_BLOCKING))
     }
 
     func clientError(_ kafka: OpaquePointer?, code: Int32, reason: String) {

@@ -93,12 +93,17 @@ extension KafkaSink {
         if let tenant = event.tenant, !tenant.isEmpty { batch.addHeader(name: 4) { $0.append(contentsOf: tenant.utf8) } }
     }
 
-    /// The librdkafka properties of a sink: the user's, plus `bootstrap.servers` and `message.timeout.ms`
-    /// from the sink's own keys. (`enable.idempotence` and `acks` are forced by the client.)
+    /// The librdkafka properties of a sink: the user's, plus `bootstrap.servers` from the sink's `brokers`, and
+    /// no message timeout. (`enable.idempotence` and `acks` are forced by the client.)
+    ///
+    /// No timeout (`message.timeout.ms=0`): librdkafka gives up a record that timed out while records
+    /// produced after it, of the same key, may still be stored once the brokers are back. The topic would
+    /// then hold `v3` before `v2`, and after the redelivery `v3, v2, v3`: a consumer that drops repeated ids
+    /// keeps the stale `v2`. So records are retried until stored, and the sink's `timeout` only reports a stall.
     static func producerProperties(_ settings: KafkaSinkSettings) -> [String: String] {
         var properties = settings.properties
         properties["bootstrap.servers"] = settings.brokers.joined(separator: ",")
-        properties["message.timeout.ms"] = String(settings.timeout.clampedMilliseconds)
+        properties["message.timeout.ms"] = "0"
         if properties["client.id"] == nil { properties["client.id"] = "spillway" }
         return properties
     }

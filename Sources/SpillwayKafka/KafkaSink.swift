@@ -9,7 +9,8 @@ import Synchronization
 /// any failed; the pipeline then delivers that batch and all later ones again, so a record may be written
 /// twice (only records of batches not yet checkpointed), never zero times. Records of one key go to one
 /// partition in the order they were given, and the idempotent producer keeps that order across its own
-/// retries and across batches in flight together.
+/// retries and across batches in flight together. A record is never given up for taking long (an outage
+/// only stalls the batch, and is reported): see `producerProperties`.
 public final class KafkaSink: PipelinedChangeSink, ChangeSinkValidating {
     public let name: String
     private let settings: KafkaSinkSettings
@@ -79,35 +80,76 @@ public final class KafkaSink: PipelinedChangeSink, ChangeSinkValidating {
         let pending = client.enqueue { () throws(KafkaSinkError) -> KafkaRecordBatch in try Self.records(for: batch, settings: settings, encoder: encoder).batch }
         return SinkAcknowledgement {
             do throws(KafkaSinkError) {
-                _ = try await pending.delivered()
+                try await self.awaitDelivery(of: pending, batch: batch, client: client)
             } catch {
                 if error.code == .fatal || client.hasFatalError { await self.replaceProducer(client) }
-                throw self.describe(error, batch: batch, client: client)
+                throw self.describe(error, batch: batch)
             }
+        } abandon: {
+            client.abandonOutstanding()
         }
+    }
+
+    /// Waits for the cluster to store every record of the batch, however long that takes (records never
+    /// time out: see `producerProperties`), and reports each `timeout` that passes without it as a stall
+    /// (the pipeline shows it as `status`'s last error) naming the brokers and librdkafka's last complaint.
+    private func awaitDelivery(of pending: KafkaPendingDelivery, batch: [ChangeEvent], client: KafkaProducerClient) async throws(KafkaSinkError) {
+        let outcome = await withTaskGroup(of: Result<Void, KafkaSinkError>?.self) { group in
+            group.addTask {
+                do throws(KafkaSinkError) {
+                    _ = try await pending.delivered()
+                    return .success(())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                await self.reportStalls(of: batch, client: client)
+                return nil
+            }
+            var outcome: Result<Void, KafkaSinkError> = .success(())
+            while let next = await group.next() {
+                guard let next else { continue }
+                outcome = next
+                group.cancelAll()
+            }
+            return outcome
+        }
+        try outcome.get()
+    }
+
+    /// Until cancelled: every `timeout`, logs and reports that the batch is still unacknowledged.
+    private func reportStalls(of batch: [ChangeEvent], client: KafkaProducerClient) async {
+        var waited = Duration.zero
+        while (try? await Task.sleep(for: settings.timeout)) != nil {
+            waited += settings.timeout
+            let reason = client.lastClientError.map { "; last broker error: \($0)" } ?? ""
+            let first = batch.first.map { "event \($0.id) (\($0.qualifiedTable))" } ?? "a batch"
+            let problem = "\(first), first of a batch of \(batch.count), not acknowledged after \(waited) by brokers "
+                + "\(settings.brokers.joined(separator: ","))\(reason); they are kept and retried until the cluster stores them"
+            logger.warning("Kafka delivery stalled", metadata: ["sink": "\(name)", "error": "\(problem)"])
+            await SinkFailureReport.report(problem)
+        }
+    }
+
+    /// A failed record makes the producer refuse later batches (so none of them overtakes it); the pipeline's
+    /// next session, which sends everything after the checkpoint again, lifts that.
+    public func resume() {
+        producer.withLock { $0 }.resume()
     }
 
     public func close() async throws {
         try await producer.withLock { $0 }.close(timeout: .seconds(10))
     }
 
-    /// Names the event behind the failed record, and for a timeout the brokers and librdkafka's last
-    /// complaint about them (a timeout alone does not say whether the brokers are unreachable).
-    private func describe(_ error: KafkaSinkError, batch: [ChangeEvent], client: KafkaProducerClient) -> KafkaSinkError {
+    /// Names the event behind the failed record.
+    private func describe(_ error: KafkaSinkError, batch: [ChangeEvent]) -> KafkaSinkError {
         var described = error
         // Records are rebuilt only on this path: they map the failed record back to its event.
         if let index = error.messageIndex, let records = try? Self.records(for: batch, settings: settings, encoder: encoder),
            records.eventIndices.indices.contains(index) {
             let event = batch[records.eventIndices[index]]
             described = described.withProblem { "event \(event.id) (\(event.qualifiedTable)): \($0)" }
-        }
-        if error.code == .deliveryTimedOut {
-            let brokers = settings.brokers.joined(separator: ",")
-            let reason = client.lastClientError.map { "; last broker error: \($0)" } ?? ""
-            described = described.withProblem {
-                "\($0) (no acknowledgement within \(settings.timeout) from brokers \(brokers)\(reason))"
-            }.withFix("check that the sink's brokers are reachable and the topic has a leader; the batch is retried "
-                + "until they are (raise the sink's `timeout` to wait longer per attempt)")
         }
         return described
     }

@@ -17,8 +17,9 @@ public struct KafkaSinkSettings: Sendable {
     /// librdkafka properties passed through (TLS, SASL, batching, ...). Values may be secrets and are
     /// never logged. `enable.idempotence=true` and `acks=all` are always set. Default: none.
     public var properties: [String: String]
-    /// How long a message may wait for the cluster's acknowledgement before its batch fails and is
-    /// retried (librdkafka's `message.timeout.ms`). Default: 30s.
+    /// How long a batch may wait for the cluster's acknowledgement before the sink reports it as stalled
+    /// (a warning, and `status`'s last error), again after each further `timeout`. Its records are never
+    /// given up for it (librdkafka's `message.timeout.ms` is infinite). Default: 30s.
     public var timeout: Duration
 
     public init(brokers: [String], prefix: String, topic: EventTemplate = .standardTopic, topics: [QualifiedName: EventTemplate] = [:],
@@ -39,8 +40,7 @@ public struct KafkaSinkSettings: Sendable {
 
     /// Properties the sink sets from its own keys; setting them under `properties` is an error.
     static let ownedProperties: [String: String] = [
-        "bootstrap.servers": "brokers", "metadata.broker.list": "brokers", "message.timeout.ms": "timeout",
-        "delivery.timeout.ms": "timeout",
+        "bootstrap.servers": "brokers", "metadata.broker.list": "brokers",
     ]
 }
 
@@ -100,6 +100,11 @@ extension KafkaSinkSettings: SinkSettings {
 
         var properties: [String: String] = [:]
         for (name, value) in try r.stringMap("properties") ?? [] {
+            if name == "message.timeout.ms" || name == "delivery.timeout.ms" {
+                throw ConfigError(key: "\(r.keyPath("properties")).\(name)",
+                                  problem: "cannot be set: Spillway never gives up a record (one given up while a later record of its key is stored would leave the topic out of key order)",
+                                  fix: "remove it; the sink's `timeout` sets when a delivery that waits is reported as stalled")
+            }
             if let owner = ownedProperties[name] {
                 throw ConfigError(key: "\(r.keyPath("properties")).\(name)", problem: "is set by the sink's own key '\(owner)'",
                                   fix: "remove it from properties and set `\(owner)` instead")

@@ -1,4 +1,5 @@
 import Logging
+import ServiceLifecycle
 import SpillwayCore
 import SpillwayPostgres
 import Synchronization
@@ -11,7 +12,8 @@ import Testing
 /// Records what it is handed; acknowledges a batch when the test says so (or fails it).
 private final class ManualPipelinedSink: PipelinedChangeSink {
     let name = "manual"
-    private let state = Mutex<(submitted: [[String]], outcomes: [Int: Result<Void, TestFailure>], waiters: [Int: [CheckedContinuation<Void, Never>]])>(([], [:], [:]))
+    private let state = Mutex<(submitted: [[String]], outcomes: [Int: Result<Void, TestFailure>], waiters: [Int: [CheckedContinuation<Void, Never>]],
+                               abandoned: [Int])>(([], [:], [:], []))
 
     var submitted: [[String]] { state.withLock { $0.submitted } }
 
@@ -20,7 +22,18 @@ private final class ManualPipelinedSink: PipelinedChangeSink {
             state.submitted.append(batch.map(\.id))
             return state.submitted.count - 1
         }
-        return SinkAcknowledgement { try await self.outcome(of: index).get() }
+        return SinkAcknowledgement({ try await self.outcome(of: index).get() }, abandon: { self.abandon(index) })
+    }
+
+    /// The batches whose acknowledgement the pipeline abandoned.
+    var abandoned: [Int] { state.withLock { $0.abandoned } }
+
+    private func abandon(_ index: Int) {
+        let isPending = state.withLock { state in
+            state.abandoned.append(index)
+            return state.outcomes[index] == nil
+        }
+        if isPending { settle(index, .failure(TestFailure())) }
     }
 
     func settle(_ index: Int, _ outcome: Result<Void, TestFailure>) {
@@ -69,6 +82,12 @@ private func events(_ ids: String...) -> [ChangeEvent] {
 }
 
 private let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+/// Runs a closure as the one service of a ServiceGroup, so it sees the group's graceful shutdown.
+private struct ClosureService: Service {
+    let body: @Sendable () async throws -> Void
+    func run() async throws { try await body() }
+}
 
 @Suite("pipelined delivery: submissions, acknowledgements, the in-flight window (no servers)")
 struct PipelinedFanoutTests {
@@ -140,5 +159,49 @@ struct PipelinedFanoutTests {
         window.close()
         await #expect(throws: CancellationError.self) { try await third.value }
         await #expect(throws: CancellationError.self) { try await window.acquire(1) }
+    }
+
+    @Test("stopping abandons an outstanding acknowledgement: a graceful shutdown after its grace, a cancelled session at once; one that comes within the grace is kept")
+    func stoppingAbandonsOutstandingAcknowledgements() async throws {
+        let pipelined = ManualPipelinedSink()
+        let fanout = Fanout(routes: [.init(sink: pipelined, filter: .init())], logger: quiet, acknowledgementGrace: .seconds(1))
+
+        func completeDuringShutdown(_ submission: FanoutSubmission, settle: (@Sendable () -> Void)? = nil) async throws -> [String] {
+            let outcome = SharedList<String>()
+            let service = ClosureService {
+                do {
+                    try await fanout.complete(submission)
+                    outcome.append("acknowledged")
+                } catch is DeliveryAbandoned {
+                    outcome.append("abandoned")
+                }
+            }
+            let group = ServiceGroup(services: [service], logger: quiet)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                try await Task.sleep(for: .milliseconds(100))
+                #expect(outcome.all.isEmpty, "before the shutdown it waits")
+                await group.triggerGracefulShutdown()
+                settle?()
+                try await tasks.waitForAll()
+            }
+            return outcome.all
+        }
+
+        let first = try await fanout.submit(events("a"))
+        #expect(try await completeDuringShutdown(first) == ["abandoned"])
+        #expect(pipelined.abandoned == [0])
+
+        let second = try await fanout.submit(events("b"))
+        #expect(try await completeDuringShutdown(second, settle: { pipelined.settle(1, .success(())) }) == ["acknowledged"])
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(pipelined.abandoned == [0], "acknowledged within the grace: nothing dropped, not even later")
+
+        let third = try await fanout.submit(events("c"))
+        let session = Task { try await fanout.complete(third) }
+        try await Task.sleep(for: .milliseconds(100))
+        session.cancel()
+        await #expect(throws: PipelinedDeliveryFailed.self) { try await session.value }
+        #expect(pipelined.abandoned == [0, 2])
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SpillwayCore
 import SpillwayTestSupport
+import Synchronization
 import Testing
 
 @testable import SpillwayKafka
@@ -98,7 +99,8 @@ struct KafkaSinkRecordTests {
 
     @Test func producerPropertiesComeFromTheSinksKeys() {
         let properties = KafkaSink.producerProperties(settings("a:1,b:2", properties: ["linger.ms": "20"], timeout: .milliseconds(1500)))
-        #expect(properties == ["bootstrap.servers": "a:1,b:2", "message.timeout.ms": "1500", "linger.ms": "20", "client.id": "spillway"])
+        #expect(properties == ["bootstrap.servers": "a:1,b:2", "message.timeout.ms": "0", "linger.ms": "20", "client.id": "spillway"],
+                "records never time out: the sink's timeout only reports a stall")
     }
 
     @Test func validationNamesAnUnknownPropertyWithoutConnecting() {
@@ -233,18 +235,101 @@ struct KafkaSinkClusterTests {
         try await sink.close()
     }
 
-    @Test func anUnreachableClusterFailsTheBatchNamingTheBrokers() async throws {
-        let sink = try KafkaSink(name: "bus", settings: settings("127.0.0.1:1", timeout: .milliseconds(800)), logger: quiet)
-        let error = await #expect(throws: KafkaSinkError.self) {
-            try await sink.deliver([change("12-1", .insert, key: ["id": .number("1")])])
+    @Test("after a record fails, batches submitted after it are refused until the next session resumes the sink: no later record of its key is stored before it")
+    func aFailedRecordHoldsLaterBatches() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("shop.public.products", partitions: 1)
+        let sink = try KafkaSink(name: "bus", settings: settings(cluster.bootstrapServers, properties: ["message.max.bytes": "2000"]),
+                                 logger: quiet)
+        var big = change("2-1", .update, key: ["id": .number("1")])
+        big.after = ["id": .number("1"), "blob": .string(String(repeating: "x", count: 5000))]
+        let failing = try await sink.submit([change("2-0", .update, key: ["id": .number("0")]), big])
+        let later = try await sink.submit([change("3-1", .update, key: ["id": .number("1")])])
+        let failure = await #expect(throws: KafkaSinkError.self) { try await failing.wait() }
+        #expect(failure?.code == .messageTooLarge)
+        let refused = await #expect(throws: KafkaSinkError.self) { try await later.wait() }
+        #expect(refused?.description.contains("a record enqueued before it failed") == true, "\(String(describing: refused))")
+        let stillHeld = try await sink.submit([change("3-2", .update, key: ["id": .number("2")])])
+        await #expect(throws: KafkaSinkError.self, "held until resumed") { try await stillHeld.wait() }
+        sink.resume()
+        try await sink.deliver([change("3-1", .update, key: ["id": .number("1")])])
+        try await sink.close()
+
+        let records = try await consumeWithKcat(topic: "shop.public.products", bootstrap: cluster.bootstrapServers)
+        #expect(records.compactMap { $0.header("spillway-id") } == ["2-0", "3-1"], "3-1 only once, after the resume")
+    }
+
+    @Test("an unreachable cluster stalls the batch, never fails it: each timeout is reported naming the event, the brokers and librdkafka's reason")
+    func anUnreachableClusterStallsTheBatch() async throws {
+        let sink = try KafkaSink(name: "bus", settings: settings("127.0.0.1:1", timeout: .milliseconds(300)), logger: quiet)
+        let reports = SharedStrings()
+        let acknowledgement = try await sink.submit([change("12-1", .insert, key: ["id": .number("1")])])
+        let waiting = Task {
+            try await SinkFailureReport.$handler.withValue(SinkFailureReport.Handler { reports.append($0) }) {
+                try await acknowledgement.wait()
+            }
         }
-        #expect(error?.code == .deliveryTimedOut)
-        let description = error?.description ?? ""
-        #expect(description.contains("event 12-1"))
-        #expect(description.contains("brokers 127.0.0.1:1"))
-        #expect(description.contains("Connection refused"), "librdkafka's reason is kept: \(description)")
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(20)
+        while clock.now < deadline, reports.all.count < 2 || !reports.all.contains(where: { $0.contains("Connection refused") }) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let all = reports.all
+        #expect(all.count >= 2, "\(all)")
+        #expect(all.first?.contains("event 12-1 (public.products), first of a batch of 1, not acknowledged after 0.3 seconds by brokers 127.0.0.1:1") == true,
+                "\(all)")
+        #expect(all.dropFirst().first?.contains("after 0.6 seconds") == true, "reported again after each timeout: \(all)")
+        #expect(all.contains { $0.contains("last broker error:") && $0.contains("Connection refused") }, "librdkafka's reason is kept: \(all)")
+        #expect(all.allSatisfy { $0.contains("kept and retried") })
+        #expect(!waiting.isCancelled)
+        acknowledgement.abandon()
+        let error = await #expect(throws: KafkaSinkError.self) { try await waiting.value }
+        #expect(error?.description.contains("event 12-1") == true, "\(String(describing: error))")
         try await sink.close()
     }
+
+    /// The soak's finding (issue #15): with a finite librdkafka message timeout, a batch that timed out during
+    /// an outage failed while a later batch of the same keys, produced after it, was stored once the brokers were
+    /// back; the redelivery from the checkpoint then left `v3, v2, v3` in the topic.
+    @Test("an outage longer than the timeout fails no batch: both batches produced during it are stored, every key in order, none twice")
+    func anOutageLongerThanTheTimeoutKeepsEveryKeyInOrder() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("shop.public.products", partitions: 2)
+        let sink = try KafkaSink(
+            name: "bus",
+            settings: settings(cluster.bootstrapServers, properties: ["linger.ms": "5", "reconnect.backoff.max.ms": "200"],
+                               timeout: .milliseconds(500)),
+            logger: quiet)
+        func version(_ number: Int) -> [ChangeEvent] {
+            (0..<5).map { change("\(number)-\($0)", .update, key: ["id": .number("\($0)")]) }
+        }
+        try await sink.deliver(version(1))
+        try cluster.setAllBrokersDown()
+        let second = try await sink.submit(version(2))
+        try await Task.sleep(for: .seconds(1))  // past the second batch's timeout
+        let third = try await sink.submit(version(3))
+        try await Task.sleep(for: .milliseconds(200))  // not yet past the third's
+        try cluster.setAllBrokersUp()
+        try await second.wait()
+        try await third.wait()
+        try await sink.close()
+
+        let records = try await consumeWithKcat(topic: "shop.public.products", bootstrap: cluster.bootstrapServers)
+        #expect(records.count == 15, "no record twice")
+        let byKey = Dictionary(grouping: records, by: { $0.key ?? "" })
+        #expect(byKey.count == 5)
+        for (key, keyed) in byKey {
+            let versions = keyed.sorted { $0.offset < $1.offset }.compactMap { $0.header("spillway-id")?.split(separator: "-").first.map(String.init) }
+            #expect(versions == ["1", "2", "3"], "key \(key) in commit order")
+        }
+    }
+}
+
+/// Strings several tasks append to.
+private final class SharedStrings: Sendable {
+    private let items = Mutex<[String]>([])
+    func append(_ item: String) { items.withLock { $0.append(item) } }
+    var all: [String] { items.withLock { $0 } }
 }
 
 @Suite("the Kafka example config")

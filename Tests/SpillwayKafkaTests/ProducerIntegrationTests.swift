@@ -138,6 +138,11 @@ struct ProducerIntegrationTests {
         #expect(single?.code == .messageTooLarge)
         #expect(single?.description.contains("`message.max.bytes`") == true)
 
+        // After a failure the producer takes nothing until resumed, so no later message overtakes the failed one.
+        let held = await #expect(throws: KafkaSinkError.self) { try await producer.send(small) }
+        #expect(held?.code == .notEnqueued)
+        producer.resume()
+
         // A failure stops the batch, so the later message with the same key cannot overtake it.
         let batch = await #expect(throws: KafkaSinkError.self) { try await producer.send([small, large, small]) }
         #expect(batch?.code == .messageTooLarge)

@@ -157,6 +157,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
         let window = InFlightWindow(limit: config.source.batchSize * config.source.maxInFlightBatches)
         let (inFlight, submitted) = AsyncStream.makeStream(of: InFlightBatch.self)
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        fanout.resumePipelinedSinks()  // this session sends everything after the checkpoint again, in order
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [self] in
                 defer { submitted.finish() }

@@ -1,4 +1,6 @@
+import ServiceLifecycle
 import SpillwayCore
+import Synchronization
 
 /// A pipelined sink's acknowledgement failed. Later batches may already be written, so the pipeline does
 /// not retry this batch alone: it resumes from its checkpoint and delivers everything after it again, in
@@ -51,6 +53,11 @@ extension Fanout {
         return FanoutSubmission(parts: parts)
     }
 
+    /// Tells the pipelined sinks a session begins: one that refused batches after a failure takes them again.
+    public func resumePipelinedSinks() {
+        for route in routes { (route.sink as? any PipelinedChangeSink)?.resume() }
+    }
+
     /// Delivers a submission to the sinks that are not pipelined (each retried on its own, as `deliver`
     /// does) while waiting for the pipelined sinks' acknowledgements; returns once every sink has the batch.
     /// A failed acknowledgement is reported to `onFailure` and thrown as `PipelinedDeliveryFailed`.
@@ -63,17 +70,69 @@ extension Fanout {
                         try await deliver(part.events, to: part.route.sink, onFailure: onFailure)
                         return
                     }
+                    let name = part.route.sink.name
                     do {
-                        try await acknowledgement.wait()
-                        monitor?.sinkAcknowledged(part.route.sink.name, events: part.events.count, after: .now - part.submittedAt)
+                        // A sink that retries on its own (Kafka) reports a stall through this handler.
+                        try await SinkFailureReport.$handler.withValue(SinkFailureReport.Handler { await onFailure("sink '\(name)': \($0)") }) {
+                            try await acknowledgement.wait(abandoningAfterShutdown: acknowledgementGrace)
+                        }
+                        monitor?.sinkAcknowledged(name, events: part.events.count, after: .now - part.submittedAt)
                     } catch {
-                        monitor?.sinkFailed(part.route.sink.name, willRetry: false)
-                        await onFailure("sink '\(part.route.sink.name)': \(error)")
-                        throw PipelinedDeliveryFailed(sink: part.route.sink.name, underlying: error)
+                        if Task.isShuttingDownGracefully { throw DeliveryAbandoned(sink: name) }
+                        monitor?.sinkFailed(name, willRetry: false)
+                        await onFailure("sink '\(name)': \(error)")
+                        throw PipelinedDeliveryFailed(sink: name, underlying: error)
                     }
                 }
             }
             try await group.waitForAll()
         }
+    }
+}
+
+extension SinkAcknowledgement {
+    /// Waits for the acknowledgement, and abandons it if the task is cancelled (the session ends) or if a
+    /// graceful shutdown begins and it has not come `grace` later: a sink that never gives up a record
+    /// would otherwise hold `SIGTERM` for as long as its destination is down.
+    func wait(abandoningAfterShutdown grace: Duration) async throws {
+        let timer = AbandonTimer()
+        defer { timer.finish() }
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await wait()
+            } onGracefulShutdown: {
+                timer.start(after: grace) { abandon() }
+            }
+        } onCancel: {
+            abandon()
+        }
+    }
+}
+
+/// The grace timer of one acknowledgement: started at most once, and never firing once the wait ended.
+private final class AbandonTimer: Sendable {
+    private struct State {
+        var isFinished = false
+        var timer: Task<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func start(after grace: Duration, _ action: @escaping @Sendable () -> Void) {
+        state.withLock { state in
+            guard !state.isFinished, state.timer == nil else { return }
+            state.timer = Task {
+                guard (try? await Task.sleep(for: grace)) != nil else { return }
+                action()
+            }
+        }
+    }
+
+    func finish() {
+        let timer = state.withLock { state -> Task<Void, Never>? in
+            state.isFinished = true
+            return state.timer
+        }
+        timer?.cancel()
     }
 }

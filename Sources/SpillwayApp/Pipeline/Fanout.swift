@@ -28,12 +28,17 @@ public struct Fanout: Sendable {
     let logger: Logger
     /// Hears every sink's acknowledgements and failures (health and metrics); nil in tests that need neither.
     let monitor: PipelineMonitor?
+    /// How long a graceful shutdown waits for a pipelined sink's outstanding acknowledgement before it
+    /// abandons the batch (delivered again on the next start).
+    let acknowledgementGrace: Duration
 
-    public init(routes: [Route], retry: RetryPolicy = RetryPolicy(), logger: Logger, monitor: PipelineMonitor? = nil) {
+    public init(routes: [Route], retry: RetryPolicy = RetryPolicy(), logger: Logger, monitor: PipelineMonitor? = nil,
+                acknowledgementGrace: Duration = .seconds(10)) {
         self.routes = routes
         self.retry = retry
         self.logger = logger
         self.monitor = monitor
+        self.acknowledgementGrace = acknowledgementGrace
     }
 
     /// `onFailure` hears each failed attempt (for `status`'s last error).

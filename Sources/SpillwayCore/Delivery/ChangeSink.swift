@@ -21,6 +21,14 @@ public protocol PipelinedChangeSink: ChangeSink {
     /// Hands `batch` to the sink and returns once the sink holds it, before it is durable. Throws when the
     /// sink cannot take it (e.g. a record it cannot build).
     func submit(_ batch: [ChangeEvent]) async throws -> SinkAcknowledgement
+
+    /// Called before each session's first submission. A sink that stopped taking batches after a failure (so
+    /// that nothing submitted after the failed batch overtakes it) takes them again from here on.
+    func resume()
+}
+
+extension PipelinedChangeSink {
+    public func resume() {}
 }
 
 extension PipelinedChangeSink {
@@ -32,9 +40,15 @@ extension PipelinedChangeSink {
 /// Completes when every event of a submitted batch is durable at the destination.
 public struct SinkAcknowledgement: Sendable {
     private let waitForAcknowledgement: @Sendable () async throws -> Void
+    private let abandonWaiting: @Sendable () -> Void
 
-    public init(_ wait: @escaping @Sendable () async throws -> Void) {
+    /// `abandon` makes a pending `wait` end soon with an error, by dropping what the sink still holds of
+    /// this batch and of every later one (none of them was acknowledged, so all are delivered again, in
+    /// order). A wait that cannot end on its own (Kafka retries a record until the cluster stores it)
+    /// needs one; the default does nothing.
+    public init(_ wait: @escaping @Sendable () async throws -> Void, abandon: @escaping @Sendable () -> Void = {}) {
         waitForAcknowledgement = wait
+        abandonWaiting = abandon
     }
 
     /// An acknowledgement that is already complete (an empty batch).
@@ -43,5 +57,11 @@ public struct SinkAcknowledgement: Sendable {
     /// Returns once the batch is durable; throws if any of its events failed.
     public func wait() async throws {
         try await waitForAcknowledgement()
+    }
+
+    /// Gives up waiting: the pipeline calls it when it stops (a graceful shutdown's grace ran out, or its
+    /// session was cancelled) while this batch is still unacknowledged.
+    public func abandon() {
+        abandonWaiting()
     }
 }
