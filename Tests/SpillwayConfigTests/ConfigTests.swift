@@ -363,7 +363,7 @@ struct ConfigTests {
         let error = try #require(configError(yaml(sinks: "  - {name: out, kind: pigeon, topic: changes}")))
         #expect(error.key == "sinks[0].kind")
         #expect(error.problem == "unknown sink kind 'pigeon'")
-        #expect(error.fix == "use kind: file, kafka, webhook, redis, notify or refresh")
+        #expect(error.fix == "use kind: file, kafka, webhook, redis, notify, refresh or archive")
     }
 
     @Test func missingSinkPath() throws {

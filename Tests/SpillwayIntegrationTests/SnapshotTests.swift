@@ -343,7 +343,7 @@ struct CheckpointCommandTests {
     }
 }
 
-@Suite("spillway replay (audit_log)")
+@Suite("spillway replay: the audit_log table, the replication archive")
 struct ReplayTests {
     @Test("a window by position or time re-emits exactly its changes with the first run's ids, to one sink or all, beside a live run whose checkpoint stays; a start not retained names the horizon; replication refuses")
     func replayWindow() async throws {
@@ -405,7 +405,81 @@ struct ReplayTests {
 
             let (replicationConfig, _) = try db.writeConfig(consumer: "r", kind: "replication")
             let refused = try await SpillwayProcess.run(["replay", "--config", replicationConfig, "--since", "2026-01-01"])
-            #expect(refused.code == 2 && refused.stderr.contains("source.kind") && refused.stderr.contains("backfill"), "\(refused.stderr)")
+            #expect(refused.code == 2 && refused.stderr.contains("sinks") && refused.stderr.contains("no archive sink")
+                    && refused.stderr.contains("kind: archive"), "\(refused.stderr)")
+        }
+    }
+
+    @Test("replication: the archive sink keeps what was delivered; replay sends a window of it again, byte for byte, beside a live run; a start before it names the horizon; retention drops old days")
+    func replicationReplayFromTheArchive() async throws {
+        try await withTestDatabase("archive") { db in
+            let app = try await db.connect()
+            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+            let (configPath, sink) = try db.writeConfig(consumer: "r", kind: "replication")
+            let second = URL(fileURLWithPath: sink).deletingLastPathComponent().appendingPathComponent("second.jsonl").path
+            var yaml = try String(contentsOfFile: configPath, encoding: .utf8)
+            yaml += "\n  - name: second\n    kind: file\n    path: \(second)\n  - name: archive\n    kind: archive\n    retention: 2d\n"
+            try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+            try #require(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+            try await app.execute("INSERT INTO products VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+            try await app.execute("INSERT INTO products VALUES (4, 'd'), (5, 'e')")
+            try await app.execute("UPDATE products SET name = 'A' WHERE id = 1")
+            try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+            let first = try readEvents(sink)
+            let firstLines = try String(contentsOfFile: sink, encoding: .utf8).split(separator: "\n").map(String.init)
+            try #require(first.count == 6 && firstLines.count == 6)
+            let archived = try await app.query("SELECT id FROM spillway.archive WHERE consumer = 'r' ORDER BY seq").rows.map { $0[0] ?? "" }
+            #expect(archived == first.map(\.id), "every delivered event archived, in delivery order")
+            let checkpoint = try await statusJSON(configPath)
+
+            let live = try SpillwayProcess(["run", "--config", configPath])
+            try await live.waitForLog("replication started")
+            // first[4] is the second event of the second transaction: a position selects within a transaction.
+            let byPosition = try await SpillwayProcess.run(["replay", "--config", configPath, "--from", first[4].position,
+                                                            "--until", first[5].position, "--sink", "out"])
+            try #require(byPosition.code == 0, "\(byPosition.stderr)")
+            #expect(byPosition.stdout.contains("replayed 2 events"), "\(byPosition.stdout)")
+            let lines = try String(contentsOfFile: sink, encoding: .utf8).split(separator: "\n").map(String.init)
+            #expect(Array(lines.dropFirst(6)) == Array(firstLines[4...5]), "exactly the window, the same JSON as the first delivery")
+            #expect(try readEvents(second).count == 6, "--sink: the other sink got nothing")
+
+            let byTime = try await SpillwayProcess.run(["replay", "--config", configPath, "--since", try #require(first[3].commitTime)])
+            try #require(byTime.code == 0, "\(byTime.stderr)")
+            #expect(try readEvents(sink).dropFirst(8).map(\.id) == first[3...5].map(\.id), "from that commit on, to every sink")
+            #expect(try readEvents(second).dropFirst(6).map(\.id) == first[3...5].map(\.id))
+            let onlyTable = try await SpillwayProcess.run(["replay", "--config", configPath, "--from", first[0].position, "--table", "public.products",
+                                                           "--sink", "second"])
+            #expect(onlyTable.code == 0 && onlyTable.stdout.contains("replayed 6 events"), "\(onlyTable.stdout)\(onlyTable.stderr)")
+            #expect(try await app.query("SELECT count(*) FROM spillway.archive").first?[0] == "6", "a replay is not archived again")
+
+            let status = try await statusJSON(configPath)
+            #expect(status["events_total"] == checkpoint["events_total"] && status["position"] == checkpoint["position"],
+                    "the consumer's checkpoint is unchanged: \(status)")
+            live.signal(SIGTERM)
+            #expect(try await live.wait() == 0)
+
+            let oldestLSN = try #require(first[0].position.split(separator: ":").first.map(String.init))
+            for (arguments, key, text) in [
+                (["--from", "0/1"], "--from", "the oldest archived change is \(first[0].position)"),
+                (["--since", "2000-01-01T00:00:00Z"], "--since", "--from \(oldestLSN)"),
+                (["--since", "not a time"], "--since", "is not a timestamp"),
+                (["--from", "x/y"], "--from", "not a replication position"),
+                (["--from", first[0].position, "--sink", "archive"], "--sink", "the archive that replay reads from"),
+            ] {
+                let refused = try await SpillwayProcess.run(["replay", "--config", configPath] + arguments)
+                #expect(refused.code == 2 && refused.stderr.contains(key) && refused.stderr.contains(text), "\(arguments): \(refused.stderr)")
+            }
+            #expect(try readEvents(sink).count == 11, "nothing delivered by a refused replay")
+
+            // Retention: a day older than `retention: 2d` is dropped when the sink next writes; today's stays.
+            try await app.execute("""
+                CREATE TABLE spillway.archive_p20200101 PARTITION OF spillway.archive FOR VALUES FROM ('2020-01-01') TO ('2020-01-02');
+                INSERT INTO spillway.archive (consumer, day, id, schema_name, table_name, op, event) VALUES ('r', '2020-01-01', 'old', 'public', 'products', 'insert', '{}')
+                """)
+            try await app.execute("INSERT INTO products VALUES (6, 'f')")
+            try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+            #expect(try await app.query("SELECT to_regclass('spillway.archive_p20200101') IS NULL").first?[0] == "t", "the old day was dropped")
+            #expect(try await app.query("SELECT count(*) FROM spillway.archive WHERE consumer = 'r'").first?[0] == "7")
         }
     }
 }

@@ -13,6 +13,7 @@ public enum SinkKinds {
         RedisSinkSettings.self,
         NotifySinkSettings.self,
         RefreshSinkSettings.self,
+        ArchiveSinkSettings.self,
     ]
 }
 

@@ -428,7 +428,7 @@ extension SpillwayConfig {
             }
             guard kind == .auditLog else {
                 throw ConfigError(key: r.keyPath("retention"), problem: "is for the audit_log source only",
-                                  fix: "remove it: a replication slot keeps nothing to replay from")
+                                  fix: "remove it: the replication source keeps its log for replay in an archive sink (`kind: archive, retention: 7d`)")
             }
             guard !source.prune else {
                 throw ConfigError(key: r.keyPath("retention"), problem: "and source.prune disagree: prune deletes rows as soon as every consumer "

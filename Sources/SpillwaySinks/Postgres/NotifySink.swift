@@ -92,6 +92,25 @@ public actor NotifySink: ChangeSinkValidating {
 
 /// PostgreSQL's text form of a `text[]`, for passing a list as one parameter.
 enum PostgresArray {
+    /// With NULL elements for nil.
+    static func text(_ items: [String?]) -> String {
+        var out = "{"
+        for (index, item) in items.enumerated() {
+            if index > 0 { out += "," }
+            guard let item else {
+                out += "NULL"
+                continue
+            }
+            out += "\""
+            for c in item {
+                if c == "\"" || c == "\\" { out += "\\" }
+                out.append(c)
+            }
+            out += "\""
+        }
+        return out + "}"
+    }
+
     static func text(_ items: some Collection<String>) -> String {
         var out = "{"
         for (index, item) in items.enumerated() {
