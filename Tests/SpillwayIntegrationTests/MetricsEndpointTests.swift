@@ -66,6 +66,52 @@ extension SpillwayProcess {
 
 @Suite("status endpoint: /healthz, /readyz, /metrics", .enabled(if: TestEnvironment.canRun))
 struct MetricsEndpointTests {
+    @Test("/metrics shows the initial snapshot's rows per table, then a backfill's, and the backfill requests per state",
+          arguments: SourceKind.allCases)
+    func snapshotAndBackfillProgress(kind: SourceKind) async throws {
+        try await withTestDatabase { db in
+            let app = try await db.connect()
+            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+            try await app.execute("CREATE TABLE orders (id int PRIMARY KEY, total int)")
+            try await app.execute("INSERT INTO products SELECT g, 'p' || g FROM generate_series(1, 1200) g")
+            try await app.execute("INSERT INTO orders SELECT g, g FROM generate_series(1, 40) g")
+            try await app.execute("ANALYZE products; ANALYZE orders")
+            let (configPath, sink) = try db.writeConfig(tables: ["public.products", "public.orders"], kind: kind.rawValue,
+                                                        extraSource: "  snapshot: initial\n  snapshot_chunk_size: 500")
+            try #require(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+            let runner = try SpillwayProcess(["run", "--config", configPath], environment: ["SPILLWAY_HTTP__SAMPLE_INTERVAL": "200ms"])
+            defer { runner.signal(SIGKILL) }
+            let port = try await runner.httpPort()
+            try await waitUntil("the snapshot's 1240 rows at the sink", timeout: .seconds(60)) { try readEvents(sink).count >= 1240 }
+            var scrape = try await Scrape.take(port: port)
+            try await waitUntil("/metrics shows the snapshot done", timeout: .seconds(30)) {
+                scrape = try await Scrape.take(port: port)
+                return scrape.sum("spillway_snapshot_rows", ["table": "public.products"]) == 1200
+                    && scrape.sum("spillway_snapshot_running") == 0
+            }
+            #expect(scrape.sum("spillway_snapshot_rows", ["table": "public.orders", "consumer": "tests"]) == 40)
+            #expect(scrape.sum("spillway_snapshot_rows_estimated", ["table": "public.products"]) == 1200)
+            #expect(scrape.sum("spillway_backfills", ["state": "queued"]) == 0 && scrape.sum("spillway_backfills", ["state": "done"]) == 0)
+
+            let backfill = try await SpillwayProcess.run(["backfill", "--config", configPath, "--table", "public.orders", "--no-follow"])
+            try #require(backfill.code == 0, "\(backfill.stderr)")
+            try await waitUntil("/metrics shows the backfill done", timeout: .seconds(60)) {
+                scrape = try await Scrape.take(port: port)
+                return scrape.sum("spillway_backfills", ["state": "done"]) == 1
+            }
+            #expect(scrape.sum("spillway_backfills", ["state": "queued"]) == 0 && scrape.sum("spillway_backfills", ["state": "running"]) == 0)
+            try await waitUntil("the backfill's rows on /metrics", timeout: .seconds(30)) {
+                scrape = try await Scrape.take(port: port)
+                return scrape.sum("spillway_backfill_rows", ["table": "public.orders"]) == 40
+            }
+            #expect(scrape.sum("spillway_backfill_rows_estimated", ["table": "public.orders"]) == 40)
+            #expect(scrape.sum("spillway_backfill_rows", ["table": "public.products"]) == 0, "no backfill of products")
+            #expect(scrape.sum("spillway_snapshot_running") == 0)
+            runner.signal(SIGTERM)
+            #expect(try await runner.wait() == 0)
+        }
+    }
+
     @Test("/metrics parses as Prometheus text; its delivered-events counter equals the events the file sink wrote, per table and op",
           arguments: SourceKind.allCases)
     func deliveredCounterMatchesTheSink(kind: SourceKind) async throws {

@@ -10,7 +10,7 @@ public struct BackfillStore: Sendable {
         table = "\(SQLText.identifier(schema)).backfills"
     }
 
-    public enum State: String, Sendable {
+    public enum State: String, Sendable, CaseIterable {
         case queued, running, done
     }
 
