@@ -343,23 +343,31 @@ struct CheckpointCommandTests {
     }
 }
 
+/// The replay tests' start: products with a file sink `out` and a second one (plus `extraSinks`), installed, six
+/// changes in three transactions delivered once. Returns the config and both sinks' paths.
+private func replayFixture(_ db: TestDatabase, app: PostgresConnection, consumer: String, kind: String = "audit_log",
+                           extraSinks: String = "") async throws -> (config: String, sink: String, second: String) {
+    try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+    let (configPath, sink) = try db.writeConfig(consumer: consumer, kind: kind)
+    let second = URL(fileURLWithPath: sink).deletingLastPathComponent().appendingPathComponent("second.jsonl").path
+    var yaml = try String(contentsOfFile: configPath, encoding: .utf8)
+    yaml += "\n  - name: second\n    kind: file\n    path: \(second)\n" + extraSinks
+    try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+    try #require(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+    try await app.execute("INSERT INTO products VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    try await app.execute("INSERT INTO products VALUES (4, 'd'), (5, 'e')")
+    try await app.execute("UPDATE products SET name = 'A' WHERE id = 1")
+    try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+    return (configPath, sink, second)
+}
+
 @Suite("spillway replay: the audit_log table, the replication archive")
 struct ReplayTests {
     @Test("a window by position or time re-emits exactly its changes with the first run's ids, to one sink or all, beside a live run whose checkpoint stays; a start not retained names the horizon; replication refuses")
     func replayWindow() async throws {
         try await withTestDatabase("replay") { db in
             let app = try await db.connect()
-            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
-            let (configPath, sink) = try db.writeConfig(consumer: "c")
-            let second = URL(fileURLWithPath: sink).deletingLastPathComponent().appendingPathComponent("second.jsonl").path
-            var yaml = try String(contentsOfFile: configPath, encoding: .utf8)
-            yaml += "\n  - name: second\n    kind: file\n    path: \(second)\n"
-            try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
-            try #require(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
-            try await app.execute("INSERT INTO products VALUES (1, 'a'), (2, 'b'), (3, 'c')")
-            try await app.execute("INSERT INTO products VALUES (4, 'd'), (5, 'e')")
-            try await app.execute("UPDATE products SET name = 'A' WHERE id = 1")
-            try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+            let (configPath, sink, second) = try await replayFixture(db, app: app, consumer: "c")
             let first = try readEvents(sink)
             try #require(first.count == 6)
             let checkpoint = try await statusJSON(configPath)
@@ -414,17 +422,8 @@ struct ReplayTests {
     func replicationReplayFromTheArchive() async throws {
         try await withTestDatabase("archive") { db in
             let app = try await db.connect()
-            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
-            let (configPath, sink) = try db.writeConfig(consumer: "r", kind: "replication")
-            let second = URL(fileURLWithPath: sink).deletingLastPathComponent().appendingPathComponent("second.jsonl").path
-            var yaml = try String(contentsOfFile: configPath, encoding: .utf8)
-            yaml += "\n  - name: second\n    kind: file\n    path: \(second)\n  - name: archive\n    kind: archive\n    retention: 2d\n"
-            try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
-            try #require(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
-            try await app.execute("INSERT INTO products VALUES (1, 'a'), (2, 'b'), (3, 'c')")
-            try await app.execute("INSERT INTO products VALUES (4, 'd'), (5, 'e')")
-            try await app.execute("UPDATE products SET name = 'A' WHERE id = 1")
-            try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+            let (configPath, sink, second) = try await replayFixture(db, app: app, consumer: "r", kind: "replication",
+                                                                     extraSinks: "  - name: archive\n    kind: archive\n    retention: 2d\n")
             let first = try readEvents(sink)
             let firstLines = try String(contentsOfFile: sink, encoding: .utf8).split(separator: "\n").map(String.init)
             try #require(first.count == 6 && firstLines.count == 6)

@@ -60,7 +60,7 @@ public enum ReplayCommand {
         let window = try await checkedWindow(config: config, request: request, logger: logger)
         let routes = try await SinkFactory.makeRoutes(config)
         let chosen = config
-        let progress = ReplayProgress()
+        let progress = ReplayProgress(start: ReplayPosition())
         let pipeline = ChangePipeline(config: chosen, fanout: Fanout(routes: routes, logger: logger),
                                       options: PipelineOptions(once: true, isDetached: true), logger: logger) { _, _, logger in
             try await AuditLogReplaySource(config: chosen, window: window, table: table, progress: progress, logger: logger)
@@ -85,7 +85,7 @@ public enum ReplayCommand {
             try await checkedArchiveWindow(store: store, consumer: config.consumer, request: request, table: table, on: connection)
         }
         let routes = try await SinkFactory.makeRoutes(config)
-        let progress = ArchiveReplayProgress()
+        let progress = ReplayProgress(start: ArchiveReplayPosition())
         let consumer = config.consumer
         let pipeline = ChangePipeline(config: config, fanout: Fanout(routes: routes, logger: logger),
                                       options: PipelineOptions(once: true, isDetached: true), logger: logger) { _, _, _ in

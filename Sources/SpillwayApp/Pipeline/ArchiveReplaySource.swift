@@ -2,21 +2,12 @@ import Logging
 import SpillwayCore
 import SpillwayPostgres
 import SpillwaySinks
-import Synchronization
 
 /// Where a replay from the archive stands: after this archive row (0: at the window's start).
 public struct ArchiveReplayPosition: SourcePosition {
     public var after: Int64 = 0
     public func allowsConfirming(_ lsn: LSN) -> Bool { false }
     public var description: String { "archive seq \(after)" }
-}
-
-/// What an archive replay has acknowledged, kept across its sessions: a reconnect goes on from there.
-final class ArchiveReplayProgress: Sendable {
-    private let state = Mutex<(position: ArchiveReplayPosition, events: Int)>((ArchiveReplayPosition(), 0))
-    var position: ArchiveReplayPosition { state.withLock { $0.position } }
-    var events: Int { state.withLock { $0.events } }
-    func acknowledged(_ position: ArchiveReplayPosition, events: Int) { state.withLock { $0 = (position, $0.events + events) } }
 }
 
 /// `spillway replay` for the replication source: the window's events from the archive sink's table, in the
@@ -29,10 +20,10 @@ final class ArchiveReplaySource: ChangeSource, @unchecked Sendable {
     private let store: ArchiveStore
     private let consumer: String
     private let window: ArchiveStore.Window
-    private let progress: ArchiveReplayProgress
+    private let progress: ReplayProgress<ArchiveReplayPosition>
     private var isDone = false
 
-    init(url: String, store: ArchiveStore, consumer: String, window: ArchiveStore.Window, progress: ArchiveReplayProgress) async throws {
+    init(url: String, store: ArchiveStore, consumer: String, window: ArchiveStore.Window, progress: ReplayProgress<ArchiveReplayPosition>) async throws {
         connection = try await PostgresConnection.connect(url: url, applicationName: "spillway-replay")
         self.store = store
         self.consumer = consumer

@@ -10,12 +10,14 @@ public struct ReplayPosition: SourcePosition {
     public var description: String { after.map { "\($0.transactionRank)/\($0.sequence)" } ?? "start" }
 }
 
-/// What a replay has acknowledged, kept across its sessions: a reconnect goes on from there.
-final class ReplayProgress: Sendable {
-    private let state = Mutex<(position: ReplayPosition, events: Int)>((ReplayPosition(), 0))
-    var position: ReplayPosition { state.withLock { $0.position } }
+/// What a replay (of the audit table or of the archive) has acknowledged, kept across its sessions: a
+/// reconnect goes on from there.
+final class ReplayProgress<Position: SourcePosition>: Sendable {
+    private let state: Mutex<(position: Position, events: Int)>
+    init(start: Position) { state = Mutex((start, 0)) }
+    var position: Position { state.withLock { $0.position } }
     var events: Int { state.withLock { $0.events } }
-    func acknowledged(_ position: ReplayPosition, events: Int) { state.withLock { $0 = (position, $0.events + events) } }
+    func acknowledged(_ position: Position, events: Int) { state.withLock { $0 = (position, $0.events + events) } }
 }
 
 /// `spillway replay` for the audit_log source: the window's retained audit rows, in delivery order and with
@@ -27,10 +29,10 @@ final class AuditLogReplaySource: ChangeSource, @unchecked Sendable {
     private let reader: AuditLogReader
     private let window: AuditLogReader.ReplayWindow
     private let table: QualifiedName?
-    private let progress: ReplayProgress
+    private let progress: ReplayProgress<ReplayPosition>
     private var isDone = false
 
-    init(config: SpillwayConfig, window: AuditLogReader.ReplayWindow, table: QualifiedName?, progress: ReplayProgress,
+    init(config: SpillwayConfig, window: AuditLogReader.ReplayWindow, table: QualifiedName?, progress: ReplayProgress<ReplayPosition>,
          logger: Logger) async throws {
         reader = try await AuditLogReader.open(config: config, logger: logger)
         self.window = window

@@ -44,9 +44,9 @@ public actor ArchiveSink: ChangeSink {
                 start += chunk.count
             }
         } catch {
-            if let error = error as? PostgresError, !error.isConnectionFailure, connection?.isHealthy == true {
-                // A statement failed on a sound connection; the next attempt may reuse it.
-            } else {
+            // A statement that failed on a sound connection leaves it usable for the next attempt.
+            let isSound = (error as? PostgresError).map { !$0.isConnectionFailure } == true && connection?.isHealthy == true
+            if !isSound {
                 await connection?.close()
                 connection = nil
             }

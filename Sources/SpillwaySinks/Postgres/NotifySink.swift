@@ -90,10 +90,9 @@ public actor NotifySink: ChangeSinkValidating {
     }
 }
 
-/// PostgreSQL's text form of a `text[]`, for passing a list as one parameter.
+/// PostgreSQL's text form of a `text[]`, for passing a list as one parameter; nil elements are NULL.
 enum PostgresArray {
-    /// With NULL elements for nil.
-    static func text(_ items: [String?]) -> String {
+    static func text(_ items: some Collection<String?>) -> String {
         var out = "{"
         for (index, item) in items.enumerated() {
             if index > 0 { out += "," }
@@ -112,16 +111,6 @@ enum PostgresArray {
     }
 
     static func text(_ items: some Collection<String>) -> String {
-        var out = "{"
-        for (index, item) in items.enumerated() {
-            if index > 0 { out += "," }
-            out += "\""
-            for c in item {
-                if c == "\"" || c == "\\" { out += "\\" }
-                out.append(c)
-            }
-            out += "\""
-        }
-        return out + "}"
+        text(items.lazy.map { Optional($0) })
     }
 }
