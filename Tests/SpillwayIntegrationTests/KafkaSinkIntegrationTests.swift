@@ -334,18 +334,20 @@ struct KafkaSinkIntegrationTests {
                     try await app.execute("INSERT INTO products SELECT g, \(n) FROM generate_series(\(first), \(first + 19)) g")
                 }
             }
-            // A backlog of 50 batches: the kill comes as the first of them reaches the sinks, the brokers up.
-            try await insert(1...1000, n: 0)
+            // A backlog of 250 batches: the kill comes as the first of them reaches the sinks, the brokers up. (With
+            // 50, a CI run's starved test process once killed only after all of them were checkpointed.)
+            let backlog = 5000
+            try await insert(1...backlog, n: 0)
             var runner = try SpillwayProcess(["run", "--config", path])
             try await waitForGrowth(file, beyond: 0)
             runner.signal(SIGKILL)
             _ = try await runner.wait()
             let atFirstKill = try readEvents(file, isStillWriting: true)  // killed mid-write: a torn last line was never acknowledged
             let firstCheckpoint = try await CheckpointRow.read(consumer: "search-sync", on: app)
-            #expect(firstCheckpoint.eventsTotal < 1000, "killed mid-stream: \(firstCheckpoint)")
+            #expect(firstCheckpoint.eventsTotal < backlog, "killed mid-stream: \(firstCheckpoint)")
 
             runner = try SpillwayProcess(["run", "--config", path])
-            try await waitForStatus(path, "the first 1000 changes") { $0["events_total"]?.plainText == "1000" }
+            try await waitForStatus(path, "the first \(backlog) changes") { $0["events_total"]?.plainText == "\(backlog)" }
             try expectResumedFromCheckpoint(atKill: atFirstKill, checkpoint: firstCheckpoint, all: try readEvents(file), isOrderFixed: kind == .replication)
             let topic = "search-sync.public.products"
             var countsBefore: [String: Int] = [:]
@@ -359,27 +361,27 @@ struct KafkaSinkIntegrationTests {
             // acknowledges them) but are not acknowledged by Kafka when the runner is killed.
             let beforeOutage = fileSize(file)
             #expect(try await mock.command("down-all") == "ok")
-            try await insert(1001...1100, n: 1)
+            try await insert(backlog + 1...backlog + 100, n: 1)
             try await waitForGrowth(file, beyond: beforeOutage)
             try await Task.sleep(for: .milliseconds(200))  // no ordering rests on this: it gives a wrongly moving checkpoint time to move
             let held = try await CheckpointRow.read(consumer: "search-sync", on: app)
-            #expect(held.eventsTotal == 1000, "nothing acknowledged while the brokers are down: \(held)")
+            #expect(held.eventsTotal == backlog, "nothing acknowledged while the brokers are down: \(held)")
             runner.signal(SIGKILL)
             _ = try await runner.wait()
             let atSecondKill = try readEvents(file, isStillWriting: true)
             #expect(try await mock.command("up-all") == "ok")
 
             runner = try SpillwayProcess(["run", "--config", path])
-            try await waitForStatus(path, "the restarted runner to deliver the rest") { $0["events_total"]?.plainText == "1100" }
+            try await waitForStatus(path, "the restarted runner to deliver the rest") { $0["events_total"]?.plainText == "\(backlog + 100)" }
             try await runner.waitForLog(kind.streamingLog)
             runner.signal(SIGTERM)
             #expect(try await runner.wait() == 0, "\(runner.stderr.suffix(2000))")
 
             let reference = try readEvents(file)
             try expectResumedFromCheckpoint(atKill: atSecondKill, checkpoint: held, all: reference, isOrderFixed: kind == .replication)
-            #expect(atSecondKill.count > 1000 + (atFirstKill.count - firstCheckpoint.eventsTotal), "the file sink had some of the held changes")
+            #expect(atSecondKill.count > backlog + (atFirstKill.count - firstCheckpoint.eventsTotal), "the file sink had some of the held changes")
             let records = try await consumeWithKcat(topic: topic, bootstrap: mock.bootstrapServers)
-            #expect(Set(records.compactMap(\.key)) == Set((1...1100).map { #"{"id":\#($0)}"# }), "every row's insert is on the topic")
+            #expect(Set(records.compactMap(\.key)) == Set((1...backlog + 100).map { #"{"id":\#($0)}"# }), "every row's insert is on the topic")
             var counts: [String: Int] = [:]
             for id in records.compactMap({ $0.header("spillway-id") }) { counts[id, default: 0] += 1 }
             #expect(countsBefore.allSatisfy { counts[$0.key] == $0.value }, "changes acknowledged before the outage are not sent again")
