@@ -17,7 +17,7 @@ public final class KafkaProducerClient: @unchecked Sendable {
     private let handle: Handle
     private let context: CallbackContext  // the conf opaque: must outlive `handle`
     private let pollLoop: PollLoop
-    private let workQueue = DispatchQueue(label: "spillway.kafka.produce")
+    private var workQueue: DispatchQueue { context.workQueue }
     private let isClosed = Atomic(false)
     private let logger: Logger
     /// Topic handles, made once per topic and destroyed before the client handle.
@@ -201,6 +201,7 @@ public final class KafkaProducerClient: @unchecked Sendable {
             pending.refuse(.closed())
             return pending
         }
+        let abandonments = context.abandonments.load(ordering: .acquiring)
         workQueue.async {
             let records: KafkaRecordBatch
             do throws(KafkaSinkError) {
@@ -214,7 +215,7 @@ public final class KafkaProducerClient: @unchecked Sendable {
             if records.count == 0 {
                 self.context.tracker.complete(batch.token(at: 0), with: .stored(partition: -1, offset: -1))
             } else {
-                self.enqueue(records, batch: batch)
+                self.enqueue(records, batch: batch, abandonmentsWhenSubmitted: abandonments)
             }
         }
         return pending
@@ -246,15 +247,19 @@ public final class KafkaProducerClient: @unchecked Sendable {
     /// one's key is stored before it is sent again; the caller resumes once it sends again, in order, from
     /// before the failed record (the pipeline: at the start of its next session).
     public func resume() {
-        context.isHolding.store(false, ordering: .releasing)
+        // Behind every batch enqueued before it and the purge of the failure: a batch of the failed session
+        // still waiting on the queue is refused, not produced after the resume.
+        workQueue.async { self.context.isHolding.store(false, ordering: .releasing) }
     }
 
     /// Drops every message not yet acknowledged, queued or in flight, so that their waits end with a purge
     /// error; the producer stays usable. Per partition what is dropped is a suffix (in-flight messages precede
     /// queued ones), and an in-flight one may still be stored: delivering them all again later, in order,
-    /// keeps every key in order. Does not block.
+    /// keeps every key in order. Does not block; batches enqueued before it and not yet produced are refused,
+    /// and batches enqueued after it are produced only once the purge is complete.
     public func abandonOutstanding() {
-        _ = rd_kafka_purge(handle.raw, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING))
+        context.abandonments.add(1, ordering: .acquiringAndReleasing)
+        context.purgeOnWorkQueue(handle.raw, flags: Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
     }
 
     /// Stops accepting messages, flushes outstanding ones (up to `timeout`; default 30 s)
@@ -280,19 +285,15 @@ public final class KafkaProducerClient: @unchecked Sendable {
 
     // MARK: - Enqueueing (on workQueue)
 
-    private func enqueue(_ records: KafkaRecordBatch, batch: PendingBatch) {
+    private func enqueue(_ records: KafkaRecordBatch, batch: PendingBatch, abandonmentsWhenSubmitted: Int) {
         // close() sets the flag before queueing its flush behind this block: a block that
         // sees it set runs after that flush, so its messages would never be reported.
         guard !isClosed.load(ordering: .acquiring) else {
             for index in 0..<records.count { context.tracker.complete(batch.token(at: index), with: .failed(.closed())) }
             return
         }
-        if context.isHolding.load(ordering: .acquiring) {
-            let held = KafkaSinkError(
-                .notEnqueued,
-                problem: "batch not sent because a record enqueued before it failed (a later record of its key must not overtake it)",
-                fix: "fix the earlier failure; the batch is sent again with everything after the checkpoint")
-            for index in 0..<records.count { context.tracker.complete(batch.token(at: index), with: .failed(held)) }
+        if let refusal = refusal(abandonmentsWhenSubmitted: abandonmentsWhenSubmitted) {
+            for index in 0..<records.count { context.tracker.complete(batch.token(at: index), with: .failed(refusal)) }
             return
         }
         let topics = records.topics.map(topicHandle)
@@ -308,6 +309,12 @@ public final class KafkaProducerClient: @unchecked Sendable {
                     case RD_KAFKA_RESP_ERR_NO_ERROR:
                         index += 1
                     case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+                        // A batch waiting for room while the cluster is down must not hold up an abandonment
+                        // or a failure's purge queued behind it: the rest of it is refused then.
+                        if let refusal = refusal(abandonmentsWhenSubmitted: abandonmentsWhenSubmitted) {
+                            for later in index..<records.count { context.tracker.complete(batch.token(at: later), with: .failed(refusal)) }
+                            return
+                        }
                         // Serving delivery reports frees room in librdkafka's queue; then retry. Keep the
                         // wait short: the poll loop may serve the report that frees room, and this call
                         // would then sleep for its whole timeout.
@@ -328,6 +335,22 @@ public final class KafkaProducerClient: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Why a batch is not produced (any more): a record before it failed, or it was abandoned.
+    private func refusal(abandonmentsWhenSubmitted: Int) -> KafkaSinkError? {
+        if context.isHolding.load(ordering: .acquiring) {
+            return KafkaSinkError(
+                .notEnqueued,
+                problem: "batch not sent because a record enqueued before it failed (a later record of its key must not overtake it)",
+                fix: "fix the earlier failure; the batch is sent again with everything after the checkpoint")
+        }
+        if context.abandonments.load(ordering: .acquiring) != abandonmentsWhenSubmitted {
+            return KafkaSinkError(
+                .closed, problem: "batch abandoned before it was sent (the session that submitted it ended)",
+                fix: "nothing to do: the batch is sent again with everything after the checkpoint")
+        }
+        return nil
     }
 
     /// The handle of `topic`, made once per client: producing by handle spares librdkafka a lookup by name
@@ -394,6 +417,10 @@ private final class CallbackContext: Sendable {
     let lastClientError = Mutex<String?>(nil)
     /// Set when a record failed, until `resume`: see `KafkaProducerClient.resume`.
     let isHolding = Atomic(false)
+    /// How often `abandonOutstanding` was called: a batch submitted before the latest one is not produced.
+    let abandonments = Atomic(0)
+    /// Builds and enqueues batches, and purges, in the order asked: see `purgeOnWorkQueue`.
+    let workQueue = DispatchQueue(label: "spillway.kafka.produce")
 
     init(logger: Logger, properties: [String: String]) {
         self.logger = logger
@@ -417,7 +444,17 @@ private final class CallbackContext: Sendable {
     /// harmless).
     func hold(purgingQueueOf kafka: OpaquePointer?) {
         guard !isHolding.exchange(true, ordering: .acquiringAndReleasing), let kafka else { return }
-        _ = rd_kafka_purge(kafka, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_NON_BLOCKING))
+        purgeOnWorkQueue(kafka, flags: Int32(RD_KAFKA_PURGE_F_QUEUE))
+    }
+
+    /// Purges on the work queue and waits there until librdkafka's broker threads have purged too. A
+    /// non-blocking purge empties the partitions' queues later, on the broker threads: records a new session
+    /// enqueued meanwhile went with them while its later ones were stored, so `v3` reached the topic before
+    /// the redelivered `v2` (the soak's finding). Behind the purge, the next session's first batch is
+    /// produced only once nothing of the old one is queued.
+    func purgeOnWorkQueue(_ kafka: OpaquePointer, flags: Int32) {
+        let handle = Handle(kafka)
+        workQueue.async { _ = rd_kafka_purge(handle.raw, flags) }
     }
 
     func clientError(_ kafka: OpaquePointer?, code: Int32, reason: String) {

@@ -26,16 +26,19 @@ extension KafkaSink {
         var records = Records(batch: KafkaRecordBatch(headerNames: headerNames, capacity: events.count))
         records.eventIndices.reserveCapacity(events.count)
         // Rendering and checking a topic name per record cost more than the rest of the record; a batch
-        // touches few tables.
+        // touches few tables. A template that reads the row or the id ({after.region}) can send each
+        // event elsewhere, so only the others are cached.
         var topics: [TopicCacheKey: Int] = [:]
         for (index, event) in events.enumerated() {
-            let cacheKey = TopicCacheKey(event)
             let topic: Int
-            if let cached = topics[cacheKey] {
+            let template = settings.template(schema: event.schema, table: event.table)
+            if template.readsEventValues {
+                topic = records.batch.index(ofTopic: try Self.topic(for: event, template: template, prefix: settings.prefix))
+            } else if let cached = topics[TopicCacheKey(event)] {
                 topic = cached
             } else {
-                topic = records.batch.index(ofTopic: try Self.topic(for: event, settings: settings))
-                topics[cacheKey] = topic
+                topic = records.batch.index(ofTopic: try Self.topic(for: event, template: template, prefix: settings.prefix))
+                topics[TopicCacheKey(event)] = topic
             }
             let key = event.key.map { key in records.batch.append { JSONEncoding.write(key, into: &$0) } }
             let value = records.batch.append { encoder.write(event, into: &$0) }
@@ -53,7 +56,7 @@ extension KafkaSink {
         return records
     }
 
-    /// What a topic can depend on.
+    /// What a topic can depend on when its template reads no row value.
     private struct TopicCacheKey: Hashable {
         var schema: String
         var table: String
@@ -69,8 +72,11 @@ extension KafkaSink {
     }
 
     static func topic(for event: ChangeEvent, settings: KafkaSinkSettings) throws(KafkaSinkError) -> String {
-        let template = settings.template(schema: event.schema, table: event.table)
-        let topic = template.rendered(event, as: .topicName, prefix: settings.prefix)
+        try topic(for: event, template: settings.template(schema: event.schema, table: event.table), prefix: settings.prefix)
+    }
+
+    static func topic(for event: ChangeEvent, template: EventTemplate, prefix: String) throws(KafkaSinkError) -> String {
+        let topic = template.rendered(event, as: .topicName, prefix: prefix)
         if let problem = TopicName.problem(topic) {
             throw KafkaSinkError(
                 .invalidTopic,

@@ -237,6 +237,10 @@ public struct EventTemplate: Sendable, Hashable, CustomStringConvertible {
     /// Whether any field reads a row column (as opposed to id, schema, table, op, tenant, prefix).
     public var readsRow: Bool { fields.contains { $0.column != nil } }
 
+    /// Whether two events of one table, tenant and operation can render differently: the template reads a
+    /// row column or the event id.
+    public var readsEventValues: Bool { fields.contains { $0.column != nil || $0 == .id } }
+
     /// The template's own text, without its placeholders: what a use checks for characters it cannot carry.
     public var literalText: String {
         parts.reduce(into: "") { if case .literal(let l) = $1 { $0 += l } }
