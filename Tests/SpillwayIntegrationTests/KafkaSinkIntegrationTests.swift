@@ -60,11 +60,13 @@ private struct OutageStream {
     let acknowledged: Set<String>
 
     /// Called inside a `TestScope`, which stops the mock, kills the runner and drops the database.
-    static func start(kind: String, source: String = "") async throws -> OutageStream {
+    /// `databaseSettings`: `name = value` pairs set on the test database before the runner connects.
+    static func start(kind: String, source: String = "", databaseSettings: [String] = []) async throws -> OutageStream {
         let mock = try await KafkaMockProcess.start(["--brokers", "3", "--topic", "search-sync.public.products:3"])
         let db = try await TestDatabase.create()
         TestScope.current?.onExit { await db.drop() }
         let app = try await db.connect()
+        for setting in databaseSettings { try await app.execute("ALTER DATABASE \(SQLText.identifier(db.name)) SET \(setting)") }
         try await app.execute("CREATE TABLE products (id int PRIMARY KEY, n int)")
         let (path, file) = try writeKafkaConfig(db, tables: ["public.products"], kafka: """
             brokers: \(mock.bootstrapServers)
@@ -266,11 +268,14 @@ struct KafkaSinkIntegrationTests {
         }
     }
 
-    @Test("replication → Kafka with several batches in flight through a broker outage: the checkpoint holds, no batch fails, nothing is lost or repeated, each key keeps commit order")
+    @Test("replication → Kafka with several batches in flight through a broker outage: the checkpoint holds, no batch fails, nothing is lost or repeated, each key keeps commit order; the replication connection outlives wal_sender_timeout with the window full")
     func replicationOutageWithBatchesInFlight() async throws {
         try await withTestScope { _ in
             // Small batches and a wide window: the outage catches many batches between submission and acknowledgement.
-            let stream = try await OutageStream.start(kind: "replication", source: "batch_size: 7\nmax_in_flight_batches: 8")
+            // The 600 changes overfill the window (56 events), so the reader stops reading while the outage lasts,
+            // several times wal_sender_timeout: the server must still hear from the consumer.
+            let stream = try await OutageStream.start(kind: "replication", source: "batch_size: 7\nmax_in_flight_batches: 8",
+                                                      databaseSettings: ["wal_sender_timeout = '2s'"])
             let (mock, app, path, file, runner, before, acknowledged) = (
                 stream.mock, stream.app, stream.path, stream.file, stream.runner, stream.before, stream.acknowledged)
 
@@ -284,6 +289,10 @@ struct KafkaSinkIntegrationTests {
             #expect(stillDown["events_total"]?.plainText == "50")
             #expect(stillDown.lastError?.contains("sink 'bus'") == true, "\(stillDown.lastError ?? "")")
             #expect(runner.process.isRunning)
+            let walSender = try await stream.app.query("SELECT active_pid FROM pg_replication_slots WHERE database = current_database()").first?[0]
+            try await Task.sleep(for: .seconds(6))  // three times wal_sender_timeout with the window full
+            let walSenderLater = try await stream.app.query("SELECT active_pid FROM pg_replication_slots WHERE database = current_database()").first?[0]
+            #expect(walSender != nil && walSenderLater == walSender, "the same walsender serves the slot: the server did not time the consumer out")
 
             #expect(try await mock.command("up-all") == "ok")
             try await waitForStatus(path, timeout: .seconds(60), "the backlog to drain after the brokers returned") {
@@ -291,6 +300,7 @@ struct KafkaSinkIntegrationTests {
             }
             runner.signal(SIGTERM)
             #expect(try await runner.wait() == 0, "\(runner.stderr.suffix(2000))")
+            #expect(!runner.stderr.contains("source failed, reconnecting"), "\(runner.stderr.suffix(3000))")
             #expect(runner.stderr.contains("Kafka delivery stalled"), "the log says what it waits for")
             #expect(!runner.stderr.contains("resuming from the last checkpoint"), "no delivery failed: the batches in flight only waited")
             #expect(runner.stderr.contains("delivery latency") && runner.stderr.contains("commit_to_ack=p50 "),

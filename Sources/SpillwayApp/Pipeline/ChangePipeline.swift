@@ -153,7 +153,10 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
 
     private func stream(from source: Source, idle: IdleRule? = nil) async throws {
         let clock = ContinuousClock()
-        let state = SharedStateMachine(StateMachine(start: source.start, now: clock.now))
+        var machine = StateMachine(start: source.start, now: clock.now)
+        machine.statusInterval = source.statusInterval
+        let state = SharedStateMachine(machine)
+        let tick = min(.seconds(1), machine.statusInterval / 2)
         let window = InFlightWindow(limit: config.source.batchSize * config.source.maxInFlightBatches)
         let (inFlight, submitted) = AsyncStream.makeStream(of: InFlightBatch.self)
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -171,7 +174,19 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
                 try await acknowledge(inFlight, source: source, state: state, window: window, wake: wake)
             }
             do {
-                try await checkpoint(wakeups, source: source, state: state, clock: clock)
+                try await withThrowingTaskGroup(of: Void.self) { ticker in
+                    // Acknowledgements wake the checkpointer; while a sink stalls none come, the window fills and
+                    // the reader stops reading, yet the server must still get status updates (or it ends the
+                    // replication connection after wal_sender_timeout) and periodic work must still run.
+                    ticker.addTask {
+                        while !Task.isCancelled {
+                            try? await Task.sleep(for: tick)
+                            wake.yield()
+                        }
+                    }
+                    defer { ticker.cancelAll() }
+                    try await checkpoint(wakeups, source: source, state: state, clock: clock)
+                }
             } catch {
                 group.cancelAll()
                 throw error

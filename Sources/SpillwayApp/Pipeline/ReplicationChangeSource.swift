@@ -154,6 +154,12 @@ final class ReplicationChangeSource: ChangeSource, @unchecked Sendable {
         }
     }
 
+    /// A third of the server's `wal_sender_timeout`, at most 10 s (pg_recvlogical's default interval).
+    var statusInterval: Duration {
+        guard let timeout = reader.serverTimeout else { return .seconds(10) }
+        return max(.milliseconds(100), min(.seconds(10), timeout / 3))
+    }
+
     func confirm(_ lsn: LSN?) async throws {
         // Without an LSN, a status update that repeats what was confirmed: the server sees the reader alive.
         try await reader.confirm(flush: lsn ?? .zero)

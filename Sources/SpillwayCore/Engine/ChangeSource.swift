@@ -23,6 +23,10 @@ public protocol ChangeSource: Sendable {
     /// Tells the server it may forget the WAL up to `lsn` (`lsn` nil: only that the reader is alive).
     func confirm(_ lsn: LSN?) async throws
 
+    /// How often `confirm(nil)` must at least be called while nothing new is confirmable, also while the
+    /// reader waits for room (a sink stalls): the replication server ends a silent consumer's connection.
+    var statusInterval: Duration { get }
+
     /// Periodic work between saves (heartbeats, retention); `isFinal` when the pipeline stops.
     func maintain(isFinal: Bool) async throws
 
@@ -30,4 +34,8 @@ public protocol ChangeSource: Sendable {
     func recordError(_ message: String) async
 
     func close() async
+}
+
+extension ChangeSource {
+    public var statusInterval: Duration { .seconds(10) }
 }

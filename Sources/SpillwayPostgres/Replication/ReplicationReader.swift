@@ -38,6 +38,9 @@ public final class ReplicationReader: @unchecked Sendable {
     private let acknowledged: ReplicationPosition
     /// The newest position the server told us about (keepalives, data).
     public private(set) var serverWALEnd: LSN = .zero
+    /// The server's `wal_sender_timeout` for this consumer's database and role (nil: 0, never times out):
+    /// without a status update for that long, the server ends the stream.
+    public private(set) var serverTimeout: Duration?
     /// The captured tables' OIDs when the stream started: a Relation message for one of them under another name
     /// is a rename, and a table that no longer resolves to its OID (or left the publication) was dropped.
     private var capturedOIDs: [OID: QualifiedName] = [:]
@@ -124,6 +127,11 @@ public final class ReplicationReader: @unchecked Sendable {
             capturedOIDs[oid] = table
         }
         try await checkTables()
+        // The database or the role may set its own; the walsender runs with what this role gets in this database.
+        if let milliseconds = try await catalog.query("SELECT setting::int8 FROM pg_settings WHERE name = 'wal_sender_timeout'")
+            .first?[0].flatMap({ Int64($0) }), milliseconds > 0 {
+            serverTimeout = .milliseconds(milliseconds)
+        }
         // Messages always: heartbeats and `run --once`'s end marker are messages, whatever `source.messages` says
         // (the builder drops other messages when it is off).
         let options = "proto_version '1', publication_names \(SQLText.literal(settings.publication)), messages 'true'"
