@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Spillway builds, runs and tests with. Skips apt when all are present.
 set -euo pipefail
-packages=(libpq-dev postgresql postgresql-contrib librdkafka-dev libhiredis-dev redis-server kcat pkg-config openssl pgbouncer)
+# iptables and iproute2 (ss): the hot-standby test that cuts a runner's network.
+packages=(libpq-dev postgresql postgresql-contrib librdkafka-dev libhiredis-dev redis-server kcat pkg-config openssl pgbouncer iptables iproute2)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

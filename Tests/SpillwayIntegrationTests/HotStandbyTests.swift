@@ -60,6 +60,63 @@ struct HotStandbyTests {
         }
     }
 
+    /// No FIN, no reset: the active runner's packets to PostgreSQL are dropped, both ways, while it streams. The
+    /// server must end its sessions (and so free the lock and the slot) on its own timeouts, and the runner must
+    /// notice on its own; until then each believes the other is there.
+    @Test("a cut network between the active runner and PostgreSQL: the standby takes over within a few ha.takeover; nothing is lost; the cut runner stops and stands by",
+          .enabled(if: NetworkCut.isAvailable), arguments: SourceKind.allCases)
+    func standbyTakesOverAfterACutNetwork(kind: SourceKind) async throws {
+        try await withTestDatabase { db in
+            let app = try await db.connect()
+            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+            let (activeConfig, activeSink) = try db.writeConfig(kind: kind.rawValue, extraSource: "  batch_size: 20")
+            let (standbyConfig, standbySink) = try db.writeConfig(kind: kind.rawValue, extraSource: "  batch_size: 20")
+            let installed = try await SpillwayProcess.run(["install", "--config", activeConfig])
+            try #require(installed.code == 0, "install failed: \(installed.stderr)")
+            let environment = ["SPILLWAY_HA__TAKEOVER": "2s"]
+            let active = try SpillwayProcess(["run", "--config", activeConfig], environment: environment)
+            try await active.waitForLog(kind.streamingLog)
+            let standby = try SpillwayProcess(["run", "--config", standbyConfig], environment: environment)
+            try await standby.waitForLog("standby: another runner of this consumer is active")
+
+            for first in stride(from: 1, through: 500, by: 50) {
+                try await app.execute("INSERT INTO products SELECT g, 'p' FROM generate_series(\(first), \(first + 49)) g")
+            }
+            try await waitForEvents(activeSink, "the active runner to deliver some", until: { $0.count >= 100 })
+            let port = try #require(URLComponents(string: db.url)?.port, "the test database URL names a port")
+            let cut = try await NetworkCut.cut(pid: active.pid, remotePort: port)
+            defer { cut.heal() }
+            try #require(cut.ports.count >= 2, "the active runner's connections were found: \(cut.ports)")
+            let cutAt = ContinuousClock.now
+            try await app.execute("INSERT INTO products SELECT g, 'q' FROM generate_series(501, 700) g")
+
+            try await standby.waitForLog("active: took over the consumer", timeout: .seconds(60))
+            let takeover = ContinuousClock.now - cutAt
+            try await waitForEvents(standbySink, timeout: .seconds(90), "the rest, from the new active runner") {
+                $0.contains { $0.key?["id"]?.plainText == "700" }
+            }
+            // Its own timeouts tell the cut runner its sessions are gone; it reconnects (new connections are not
+            // cut), finds the consumer taken and waits as a standby.
+            try await active.waitForLog("standby: another runner of this consumer is active", timeout: .seconds(60))
+            let noticed = ContinuousClock.now - cutAt
+            #expect(takeover < .seconds(20), "the server freed the consumer within a few ha.takeover of the cut: took \(takeover)")
+            #expect(noticed < .seconds(30), "the cut runner stood down within a few ha.takeover: took \(noticed)")
+            #expect(standby.process.isRunning && active.process.isRunning, "neither exited: \(standby.stderr.suffix(2000))")
+            standby.signal(SIGTERM)
+            active.signal(SIGTERM)
+            #expect(try await standby.wait() == 0, "\(standby.stderr.suffix(3000))")
+            #expect(try await active.wait() == 0, "\(active.stderr.suffix(3000))")
+
+            let byCut = try readEvents(activeSink).compactMap { $0.key?["id"]?.plainText }
+            let byNew = try readEvents(standbySink).compactMap { $0.key?["id"]?.plainText }
+            #expect(Set(byCut).union(byNew) == Set((1...700).map(String.init)), "nothing committed is missing")
+            #expect(Set(byNew).count == byNew.count, "the new runner delivered each change once")
+            #expect(!byNew.isEmpty && Set(byNew).isSuperset(of: (501...700).map(String.init)), "what was written after the cut came from the new runner")
+            print("hot standby (\(kind)): took over \(takeover) after the network was cut; the cut runner stood by after \(noticed); "
+                + "\(byCut.count) events by the cut runner, \(byNew.count) by the new one")
+        }
+    }
+
     @Test("a checkpoint save from a session that does not hold the consumer's lock changes nothing", arguments: SourceKind.allCases)
     func saveWithoutTheLockIsRefused(kind: SourceKind) async throws {
         try await withTestDatabase { db in

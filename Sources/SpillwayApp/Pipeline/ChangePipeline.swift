@@ -331,13 +331,11 @@ func runReconnecting(logger: Logger, retry: RetryPolicy, database: String, onFai
 /// (a runner that just stopped may hold the lock a moment longer: its server process ends after the close).
 func withConsumerSession(_ config: SpillwayConfig, logger: Logger, isStandbyAllowed: Bool = true, onStandby: () -> Void = {},
                          _ body: (PostgresConnection, CheckpointRecord) async throws -> Void) async throws {
-    try await PostgresConnection.withConnection(url: config.database.url, applicationName: "spillway-checkpoint") { control in
+    // The server ends a silent session, and so frees its lock, about `ha.takeover` after its client went; the
+    // client notices as soon and stops acting as the active runner.
+    try await PostgresConnection.withConnection(url: config.database.url, applicationName: "spillway-checkpoint",
+                                                timeouts: config.ha.networkTimeouts) { control in
         let lockName = CheckpointStore.lockName(consumer: config.consumer)
-        let takeover = max(1, Int(config.ha.takeover.components.seconds))
-        // Keepalives every ~takeover/3 s, given up after 3 misses: the server ends a silent session, and so
-        // frees its lock, about `ha.takeover` after its client went.
-        let probe = max(1, takeover / 3)
-        try await control.execute("SET tcp_keepalives_idle = \(probe); SET tcp_keepalives_interval = \(probe); SET tcp_keepalives_count = 3")
         var attempt = 0
         while !isStandbyAllowed, try await control.query("SELECT pg_try_advisory_lock(hashtext($1))", [lockName]).first?[0] != "t" {
             attempt += 1

@@ -47,7 +47,8 @@ public final class AuditLogReader: @unchecked Sendable {
     private var chunkReader: SnapshotChunkReader { SnapshotChunkReader(chunkSize: config.source.snapshotChunkSize) }
 
     public static func open(config: SpillwayConfig, logger: Logger) async throws -> AuditLogReader {
-        let connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-reader")
+        let connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-reader",
+                                                              timeouts: config.ha.networkTimeouts)
         do {
             let reader = AuditLogReader(config: config, connection: connection, logger: logger)
             try await reader.prepare()

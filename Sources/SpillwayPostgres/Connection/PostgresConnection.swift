@@ -87,14 +87,39 @@ public final class PostgresConnection: @unchecked Sendable {
         pinnedSettings.map { "SET \($0.name) = '\($0.value)'" }.joined(separator: "; ")
     }
 
+    /// How soon each end gives up on a connection whose network went silent (`deadAfter`): TCP keepalives every
+    /// third of it, three missed, and `tcp_user_timeout` for data sent but never acknowledged (a keepalive is
+    /// not sent while data is outstanding, so without it a cut peer holds the connection for the kernel's
+    /// retransmission time, a quarter of an hour). Set on the client through libpq (before the URL's own
+    /// keywords, which win) and on the server with `SET` (so the server ends the session, and frees its locks
+    /// and its replication slot, about `deadAfter` after the client vanished).
+    public struct NetworkTimeouts: Sendable, Equatable {
+        public var deadAfter: Duration
+        public init(deadAfter: Duration) { self.deadAfter = deadAfter }
+
+        var probeSeconds: Int { max(1, Int(deadAfter.components.seconds) / 3) }
+        var userTimeoutMilliseconds: Int64 { max(1000, deadAfter.components.seconds * 1000 + deadAfter.components.attoseconds / 1_000_000_000_000_000) }
+
+        var clientKeywords: [(String, String)] {
+            [("keepalives", "1"), ("keepalives_idle", "\(probeSeconds)"), ("keepalives_interval", "\(probeSeconds)"),
+             ("keepalives_count", "3"), ("tcp_user_timeout", "\(userTimeoutMilliseconds)")]
+        }
+
+        var serverSettingsSQL: String {
+            "SET tcp_keepalives_idle = \(probeSeconds); SET tcp_keepalives_interval = \(probeSeconds); "
+                + "SET tcp_keepalives_count = 3; SET tcp_user_timeout = \(userTimeoutMilliseconds)"
+        }
+    }
+
     /// Connects and pins `pinnedSettings`, so the value mapper sees one text format. `url` is a libpq
-    /// connection string or `postgres://` URL.
+    /// connection string or `postgres://` URL. With `timeouts`, both ends give up on a silent network.
     public static func connect(url: String, applicationName: String = "spillway",
-                               replication: Bool = false) async throws -> PostgresConnection {
+                               replication: Bool = false, timeouts: NetworkTimeouts? = nil) async throws -> PostgresConnection {
         let handle: OpaquePointer = try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
-                let keywords = ["dbname", "application_name", "connect_timeout"] + (replication ? ["replication"] : [])
-                let values = [url, applicationName, "10"] + (replication ? ["database"] : [])
+                let defaults = timeouts?.clientKeywords ?? []
+                let keywords = defaults.map(\.0) + ["dbname", "application_name", "connect_timeout"] + (replication ? ["replication"] : [])
+                let values = defaults.map(\.1) + [url, applicationName, "10"] + (replication ? ["database"] : [])
                 let handle = withCStrings(keywords) { k in
                     withCStrings(values) { v in PQconnectdbParams(k, v, 1) }
                 }
@@ -118,7 +143,8 @@ public final class PostgresConnection: @unchecked Sendable {
         // renders values. NOTICEs (e.g. "trigger does not exist, skipping" from idempotent DDL) would
         // otherwise reach stderr raw.
         do {
-            try await connection.execute(pinnedSettingsSQL + "; SET client_min_messages = warning")
+            try await connection.execute(pinnedSettingsSQL + "; SET client_min_messages = warning"
+                + (timeouts.map { "; " + $0.serverSettingsSQL } ?? ""))
         } catch {
             await connection.close()
             throw error
@@ -127,9 +153,9 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Connects, runs `body`, and closes the connection however `body` ends.
-    public static func withConnection<T>(url: String, applicationName: String,
+    public static func withConnection<T>(url: String, applicationName: String, timeouts: NetworkTimeouts? = nil,
                                          _ body: (PostgresConnection) async throws -> T) async throws -> T {
-        let connection = try await connect(url: url, applicationName: applicationName)
+        let connection = try await connect(url: url, applicationName: applicationName, timeouts: timeouts)
         let result: T
         do {
             result = try await body(connection)
@@ -428,4 +454,9 @@ func poolerError(_ message: String, replication: Bool) -> ConfigError? {
     return ConfigError(key: "database.url",
                        problem: "it reaches a connection pooler, not PostgreSQL (\(message)); logical replication needs a direct connection",
                        fix: "point database.url at the PostgreSQL server itself (its own host and port), not at PgBouncer or another pooler; or use source.kind: audit_log, which works through a pooler in session mode")
+}
+
+extension HAConfig {
+    /// The consumer's connections give up on a silent network after `ha.takeover`, the time a standby waits.
+    public var networkTimeouts: PostgresConnection.NetworkTimeouts { .init(deadAfter: takeover) }
 }

@@ -56,10 +56,14 @@ public final class ReplicationReader: @unchecked Sendable {
     public var confirmedFlush: LSN { confirmed.withLock { $0 } }
 
     public static func open(config: SpillwayConfig, from position: ReplicationPosition, logger: Logger) async throws -> ReplicationReader {
-        let catalog = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-catalog")
+        let catalog = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-catalog",
+                                                           timeouts: config.ha.networkTimeouts)
         let stream: PostgresConnection
         do {
-            stream = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-replication", replication: true)
+            // The walsender has data outstanding most of the time, when keepalives are not sent: its
+            // tcp_user_timeout frees the slot for a standby soon after this runner's network went.
+            stream = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-replication",
+                                                          replication: true, timeouts: config.ha.networkTimeouts)
         } catch {
             await catalog.close()
             throw error
@@ -111,8 +115,12 @@ public final class ReplicationReader: @unchecked Sendable {
                     + "or keep Spillway running to avoid it")
         }
         if let pid = row[1] {
-            throw FatalSourceError("replication slot '\(settings.slot)' is in use by process \(pid): another `spillway run` "
-                + "(or another client) is reading it")
+            // This runner holds the consumer's lock, so no other runner of the consumer is active: most likely the
+            // walsender of the runner it took over from, whose network went and which the server has not ended
+            // yet (tcp_user_timeout of ha.takeover, or wal_sender_timeout). Retried with backoff, never fatal.
+            throw SlotBusyError(description: "replication slot '\(settings.slot)' is in use by process \(pid): the walsender "
+                + "of a runner this one took over from, until the server ends it (about ha.takeover after its network went, "
+                + "at most wal_sender_timeout), or another client reading the slot (stop it); retrying")
         }
         for (index, table) in config.source.tables.enumerated() {
             let resolved = try await catalog.query("SELECT to_regclass($1)::oid::int8", [table.sql])
@@ -354,7 +362,12 @@ public final class ReplicationReader: @unchecked Sendable {
     public var isInTransaction: Bool { builder.isInTransaction }
 }
 
-/// The source cannot go on without the operator: an invalidated slot, a slot in use.
+/// The slot is read by another process for now; the session is retried.
+public struct SlotBusyError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// The source cannot go on without the operator: an invalidated slot, a dropped one.
 public struct FatalSourceError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
