@@ -64,7 +64,7 @@ struct HotStandbyTests {
     /// server must end its sessions (and so free the lock and the slot) on its own timeouts, and the runner must
     /// notice on its own; until then each believes the other is there.
     @Test("a cut network between the active runner and PostgreSQL: the standby takes over within a few ha.takeover; nothing is lost; the cut runner stops and stands by",
-          .enabled(if: NetworkCut.isAvailable), arguments: SourceKind.allCases)
+          .enabled(if: NetworkCut.isAvailable, "iptables cannot drop packets on this machine (it needs CAP_NET_ADMIN)"), arguments: SourceKind.allCases)
     func standbyTakesOverAfterACutNetwork(kind: SourceKind) async throws {
         try await withTestDatabase { db in
             let app = try await db.connect()
