@@ -244,6 +244,12 @@ struct KafkaSinkIntegrationTests {
             #expect(stillDown.lastError?.contains("sink 'bus'") == true)
             #expect(stillDown.lastError?.contains(mock.bootstrapServers.split(separator: ",").first ?? "?") == true, "\(stillDown.lastError ?? "")")
             #expect(runner.process.isRunning)
+            // No record fails, yet the outage shows where alerts and probes look: each stall is a failed, retried
+            // attempt of the sink, and the sink is not ready.
+            let scrape = try await Scrape.take(port: try await runner.httpPort())
+            #expect(scrape.sum("spillway_sink_failed_total", ["sink": "bus"]) >= 1, "a stall counts as a failed attempt")
+            #expect(scrape.sum("spillway_sink_retried_total", ["sink": "bus"]) >= 1)
+            #expect(scrape.readyz.status == 503 && scrape.readyz.body.contains("bus"), "\(scrape.readyz.body)")
 
             #expect(try await mock.command("up-all") == "ok")
             try await waitForStatus(path, "the backlog to drain after the brokers returned") { $0.lagRows == 0 && $0["events_total"]?.plainText == "110" }

@@ -72,8 +72,14 @@ extension Fanout {
                     }
                     let name = part.route.sink.name
                     do {
-                        // A sink that retries on its own (Kafka) reports a stall through this handler.
-                        try await SinkFailureReport.$handler.withValue(SinkFailureReport.Handler { await onFailure("sink '\(name)': \($0)") }) {
+                        // A sink that retries on its own (Kafka) reports a stall through this handler: counted as a
+                        // failed attempt that is retried, so /readyz and the sink-failing alert see an outage that
+                        // never fails a record.
+                        let monitor = monitor
+                        try await SinkFailureReport.$handler.withValue(SinkFailureReport.Handler {
+                            monitor?.sinkFailed(name, willRetry: true)
+                            await onFailure("sink '\(name)': \($0)")
+                        }) {
                             try await acknowledgement.wait(abandoningAfterShutdown: acknowledgementGrace)
                         }
                         monitor?.sinkAcknowledged(name, events: part.events.count, after: .now - part.submittedAt)
