@@ -6,7 +6,8 @@
 #   - the Dockerfile copies everything Package.swift builds, and uses a toolchain no older than any
 #     dependency's swift-tools-version;
 #   - the configs shipped in Deploy/ are valid (`spillway check` exits 2 only on a config problem);
-#   - the Prometheus rules and the Grafana dashboard parse (promtool when installed).
+#   - the Prometheus rules are valid and their unit tests pass (promtool; scripts/install-deps.sh installs it),
+#     and the Grafana dashboard parses.
 # A tool that cannot be installed is skipped with the reason printed, never silently.
 # Usage: Deploy/check.sh [path/to/spillway]
 set -euo pipefail
@@ -79,6 +80,47 @@ else
 fi
 grep -Eq '^USER +[0-9]+' "$dockerfile" || fail "Dockerfile: the runtime stage must run as a numeric non-root USER"
 
+# The runtime stage installs every shared library the binary loads (no Docker engine here, so read from the
+# Dockerfile and checked against this Debian release, which is the image's): each library `ldd` resolves comes
+# from a package the runtime stage installs, from one of their dependencies, or from what debian:*-slim has
+# (Priority: required, and apt's own dependencies). The Swift runtime is linked statically in the image.
+"$compose/bin/python" - "$spillway" "$dockerfile" <<'PY' && ok "Dockerfile runtime stage provides every shared library the binary loads" || fail "Dockerfile runtime stage lacks a library (above)"
+import re, subprocess, sys
+binary, dockerfile = sys.argv[1], open(sys.argv[2]).read()
+runtime = dockerfile.split("\nFROM ")[-1]
+install = re.search(r"apt-get install -y --no-install-recommends ([^&\\]+)", runtime)
+assert install, "the runtime stage has no `apt-get install -y --no-install-recommends ...`"
+packages = install.group(1).split()
+static_swift = "--static-swift-stdlib" in dockerfile
+def closure(names):
+    out = subprocess.run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
+                          "--no-breaks", "--no-replaces", "--no-enhances", "--no-pre-depends", *names],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.strip() for line in out.splitlines() if line and not line.startswith(" ") and not line.startswith("<")}
+required = {line.split()[0] for line in subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Priority}\n"],
+            capture_output=True, text=True).stdout.splitlines() if line.endswith(" required")}
+available = closure(packages) | closure(["apt"]) | required
+missing = []
+for line in subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout.splitlines():
+    match = re.search(r"=> (/\S+)", line)
+    if not match:
+        continue
+    path = match.group(1)
+    if static_swift and "/swift/linux/" in path:
+        continue
+    owner = None
+    for candidate in (path, path.replace("/lib/", "/usr/lib/", 1), path.replace("/usr/lib/", "/lib/", 1)):
+        found = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
+        if found.returncode == 0:
+            owner = found.stdout.split(":")[0]
+            break
+    if owner is None or owner not in available:
+        missing.append(f"{path} (package {owner or 'unknown'})")
+if missing:
+    print("not in the runtime image: " + ", ".join(missing), file=sys.stderr)
+    sys.exit(1)
+PY
+
 # The configs Deploy/ ships: valid for `spillway check` (exit 2 = a config problem; 1 = servers unreachable here).
 configs=$(mktemp -d)
 cp Deploy/compose/spillway.yaml "$configs/compose.yaml"
@@ -98,7 +140,10 @@ rm -rf "$configs"
 
 # Prometheus rules and the dashboard.
 if command -v promtool >/dev/null; then
-  promtool check rules Deploy/prometheus-rules.yml >/dev/null && ok "prometheus rules (promtool)" || fail "prometheus rules"
+  promtool check rules Deploy/prometheus-rules.yml >/dev/null && ok "prometheus rules (promtool check rules)" || fail "prometheus rules"
+  # Each alert fires on its series after its `for`, and not before (Deploy/prometheus-rules.test.yml).
+  (cd Deploy && promtool test rules prometheus-rules.test.yml >/dev/null) && ok "prometheus rule unit tests (promtool test rules)" \
+    || fail "prometheus rule unit tests: $(cd Deploy && promtool test rules prometheus-rules.test.yml 2>&1 | tail -n 20)"
 else
   "$compose/bin/python" - <<'PY' && ok "prometheus rules parse (promtool not installed: expressions not checked)" || fail "prometheus rules"
 import yaml

@@ -11,6 +11,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# promtool, for Deploy/check.sh's alert-rule tests: Debian ships it in `prometheus` (the server is not started;
+# its recommendations are not wanted).
+if ! command -v promtool >/dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 # Python packages the tests use: prometheus_client's text parser reads `/metrics` independently of
 # Spillway's encoder (MetricsTests).
 python_packages=(prometheus_client)
