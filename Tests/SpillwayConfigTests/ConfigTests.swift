@@ -569,13 +569,25 @@ struct RetentionAndSnapshotConfigTests {
         let config = try SpillwayConfig.parse(yaml: yaml(source: "  tables: [public.products]\n  retention: 7d"))
         #expect(config.source.retention == .seconds(7 * 86_400))
         #expect(try SpillwayConfig.parse(yaml: yaml()).source.retention == nil)
+        #expect(config.source.retentionSize == nil && config.source.deletesDeliveredRows)
+        #expect(!(try SpillwayConfig.parse(yaml: yaml()).source.deletesDeliveredRows))
+    }
+
+    @Test func retentionTakesASize() throws {
+        let config = try SpillwayConfig.parse(yaml: yaml(source: "  tables: [public.products]\n  retention: 10GB"))
+        #expect(config.source.retentionSize == 10 << 30)
+        #expect(config.source.retention == nil, "a size bound is not an age")
+        #expect(config.source.deletesDeliveredRows)
+        #expect(try SpillwayConfig.parse(yaml: yaml(source: "  tables: [public.products]\n  retention: 512MB")).source.retentionSize == 512 << 20)
     }
 
     @Test("bad retention settings name the key", arguments: [
         ("  kind: replication\n  tables: [public.products]\n  retention: 7d", "for the audit_log source only"),
         ("  tables: [public.products]\n  prune: true\n  retention: 7d", "source.prune disagree"),
         ("  tables: [public.products]\n  retention: 30s", "is below 1m"),
-        ("  tables: [public.products]\n  retention: a week", "is not a duration"),
+        ("  tables: [public.products]\n  retention: a week", "is neither a duration nor a size"),
+        ("  tables: [public.products]\n  retention: 512KB", "is below 1MB"),
+        ("  kind: replication\n  tables: [public.products]\n  retention: 10GB", "for the audit_log source only"),
     ])
     func badRetention(source: String, problem: String) throws {
         let error = try #require(configError(yaml(source: source)))

@@ -512,4 +512,34 @@ struct RetentionTests {
             #expect(replayed.code == 0 && replayed.stdout.contains("replayed 1 events"), "\(replayed.stdout)\(replayed.stderr)")
         }
     }
+
+    @Test("retention: 1MB keeps about a megabyte of the newest audit rows once every registered consumer passed the older ones")
+    func retentionKeepsASize() async throws {
+        try await withTestDatabase("retention_size") { db in
+            let app = try await db.connect()
+            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+            let (configPath, sink) = try db.writeConfig(consumer: "c", extraSource: "  retention: 1MB\n  batch_size: 2000")
+            let (behindPath, _) = try db.writeConfig(consumer: "behind")
+            try #require(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
+            try #require(try await SpillwayProcess.run(["install", "--config", behindPath]).code == 0)
+            for first in stride(from: 1, through: 20_000, by: 2_000) {
+                try await app.execute("INSERT INTO products SELECT g, repeat('x', 200) FROM generate_series(\(first), \(first + 1_999)) g")
+            }
+            try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+            #expect(try readEvents(sink).count == 20_000)
+            #expect(try await app.query("SELECT count(*) FROM spillway.audit_log").first?[0] == "20000", "a consumer that has not passed them holds them")
+
+            try await app.execute("DELETE FROM spillway.checkpoints WHERE consumer = 'behind'")
+            try #require(try await SpillwayProcess.run(["run", "--once", "--config", configPath]).code == 0)
+            let kept = try #require(try await app.query("""
+                SELECT count(*), sum(pg_column_size(a.*)), min(id), (SELECT max(id) FROM spillway.audit_log) FROM spillway.audit_log a
+                """).first)
+            let (rows, bytes) = (Int(kept[0] ?? "") ?? -1, Int(kept[1] ?? "") ?? -1)
+            // The bound counts each row's tuple header and index entry too (44 bytes): the rows' data is a bit less.
+            #expect(bytes <= 1 << 20 && bytes >= (1 << 20) * 7 / 10, "about 1MB of rows kept: \(rows) rows, \(bytes) bytes")
+            #expect(rows > 1_000 && rows < 20_000)
+            #expect(Int(kept[3] ?? "") == Int(kept[2] ?? "").map { $0 + rows - 1 }, "the newest rows, none missing among them")
+            #expect(try await app.query("SELECT count(*) FROM products").first?[0] == "20000", "the captured table is untouched")
+        }
+    }
 }

@@ -215,7 +215,7 @@ public enum ReplayCommand {
                                   fix: "start at or after it (--from \(oldest?.position ?? "TXID/SEQ") or --since \(oldest?.time ?? "TIMESTAMP"))")
             }
         case .time(let text):
-            if config.source.prune || config.source.retention != nil, let oldest, try await reader.isEarlier(text, than: oldest.time) {
+            if config.source.deletesDeliveredRows, let oldest, try await reader.isEarlier(text, than: oldest.time) {
                 throw ConfigError(key: "--since", problem: "\(text) is older than what is retained (source.prune or source.retention deletes delivered rows): \(horizon)",
                                   fix: "start at or after \(oldest.time)")
             }

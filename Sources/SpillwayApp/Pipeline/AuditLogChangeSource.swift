@@ -47,7 +47,7 @@ final class AuditLogChangeSource: ChangeSource, @unchecked Sendable {
         self.retention = AuditLogRetention(schema: config.schema, auditTable: AuditLogSchema(config: config).auditTable)
         self.isOnce = once
         self.logger = logger
-        self.pruning = Mutex(PeriodicTask(every: config.source.prune || config.source.retention != nil ? .seconds(60) : .zero,
+        self.pruning = Mutex(PeriodicTask(every: config.source.deletesDeliveredRows ? .seconds(60) : .zero,
                                           startingAt: .now, runsImmediately: true))
         self.backfills = BackfillPoller(config: config, logger: logger)
     }
@@ -100,9 +100,9 @@ final class AuditLogChangeSource: ChangeSource, @unchecked Sendable {
 
     func maintain(isFinal: Bool) async throws {
         guard !isFinal, pruning.withLock({ $0.isDue(at: .now) }) else { return }
-        let deleted = try await retention.prune(olderThan: config.source.retention, on: control)
+        let deleted = try await retention.prune(olderThan: config.source.retention, keepingBytes: config.source.retentionSize, on: control)
         if deleted > 0 {
-            logger.info(config.source.retention == nil ? "pruned audit rows every consumer has passed"
+            logger.info(config.source.prune ? "pruned audit rows every consumer has passed"
                             : "deleted audit rows past source.retention that every consumer has passed", metadata: ["rows": "\(deleted)"])
         }
     }

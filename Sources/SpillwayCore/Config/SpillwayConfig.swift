@@ -76,6 +76,11 @@ public struct SourceConfig: Sendable {
     /// audit_log: keep audit rows at least this long (for `spillway replay`), then delete those every
     /// registered consumer has passed. Default: none (rows stay unless `prune`).
     public var retention: Duration?
+    /// audit_log, `source.retention: 10GB`: keep about this many bytes of the newest audit rows for replay,
+    /// then delete older rows every registered consumer has passed. Default: none.
+    public var retentionSize: Int64?
+    /// Whether `run` deletes delivered audit rows at all (so a replay may find them gone).
+    public var deletesDeliveredRows: Bool { prune || retention != nil || retentionSize != nil }
     /// Wake the poller by LISTEN/NOTIFY as soon as a transaction commits. Default: true.
     public var notify: Bool
     /// Replication settings; used when `kind` is `replication`.
@@ -421,10 +426,12 @@ extension SpillwayConfig {
         source.history = try r.choice("history", default: source.history)
         source.prune = try r.bool("prune", default: source.prune)
         if let text = try r.optionalString("retention") {
-            // Days too (`7d`), which no other duration here needs.
+            // Days too (`7d`), which no other duration here needs; or a size (`10GB`).
             let days = text.hasSuffix("d") ? Double(text.dropLast()).map { Duration.seconds(Int64($0 * 86_400)) } : nil
-            guard let retention = days ?? DurationText.parse(text) else {
-                throw ConfigError(key: r.keyPath("retention"), problem: "'\(text)' is not a duration", fix: "write e.g. 7d, 12h or 90m")
+            let size = text.last?.isLetter == true && text.uppercased().hasSuffix("B") ? ByteSize.parse(text) : nil
+            guard let retention = days ?? DurationText.parse(text) ?? (size != nil ? .zero : nil) else {
+                throw ConfigError(key: r.keyPath("retention"), problem: "'\(text)' is neither a duration nor a size",
+                                  fix: "write a duration such as 7d, 12h or 90m, or a size such as 10GB or 512MB")
             }
             guard kind == .auditLog else {
                 throw ConfigError(key: r.keyPath("retention"), problem: "is for the audit_log source only",
@@ -434,10 +441,17 @@ extension SpillwayConfig {
                 throw ConfigError(key: r.keyPath("retention"), problem: "and source.prune disagree: prune deletes rows as soon as every consumer "
                                     + "passed them, retention keeps them for replay", fix: "keep one: remove source.prune, or source.retention")
             }
-            guard retention >= .seconds(60) else {
-                throw ConfigError(key: r.keyPath("retention"), problem: "is below 1m", fix: "use a duration such as 7d or 12h")
+            if let size {
+                guard size >= 1 << 20 else {
+                    throw ConfigError(key: r.keyPath("retention"), problem: "\(text) is below 1MB", fix: "use a size such as 10GB or 512MB")
+                }
+                source.retentionSize = size
+            } else {
+                guard retention >= .seconds(60) else {
+                    throw ConfigError(key: r.keyPath("retention"), problem: "is below 1m", fix: "use a duration such as 7d or 12h")
+                }
+                source.retention = retention
             }
-            source.retention = retention
         }
         source.notify = try r.bool("notify", default: source.notify)
         source.idleBackoff = try IdleBackoff.parse(&r, kind: kind, pollInterval: source.pollInterval)
