@@ -6,6 +6,9 @@
 #   scripts/pg-cluster.sh crash-restart DIR   → `pg_ctl restart -m immediate`: a crash and recovery, same options
 # initdb refuses to run as root, so as root the cluster runs as the `postgres` user.
 set -euo pipefail
+# A test runner can leave hundreds of descriptors open to its children; the postmaster would inherit them,
+# count them against max_files_per_process and refuse to start ("insufficient file descriptors available").
+for fd in /proc/$$/fd/*; do fd=${fd##*/}; if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null || true; fi; done
 cmd=${1:?start|stop} dir=${2:?directory}
 bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 [ -x "$bin/initdb" ] || { echo "no PostgreSQL server binaries (initdb) found; install postgresql" >&2; exit 1; }
