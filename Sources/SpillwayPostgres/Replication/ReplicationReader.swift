@@ -94,7 +94,22 @@ public final class ReplicationReader: @unchecked Sendable {
 
     private func start() async throws {
         let settings = config.source.replication
-        let slot = try await catalog.query("SELECT wal_status, active_pid FROM pg_replication_slots WHERE slot_name = $1", [settings.slot])
+        var slot = try await catalog.query("SELECT wal_status, active_pid FROM pg_replication_slots WHERE slot_name = $1", [settings.slot])
+        // Busy: most likely the walsender of the runner this one took over from, whose network went and which
+        // the server has not ended yet. Wait for it here, holding the consumer's lock: a session that failed
+        // and retried would let go of the lock, and the old runner could take it back meanwhile.
+        let clock = ContinuousClock()
+        let waitUntil = clock.now + max(.seconds(10), config.ha.takeover * 3)
+        var loggedWait = false
+        while let pid = slot.first?[1], clock.now < waitUntil {
+            if !loggedWait {
+                logger.notice("waiting for the replication slot: another process reads it", metadata: [
+                    "slot": "\(settings.slot)", "pid": "\(pid)"])
+                loggedWait = true
+            }
+            try await Task.sleep(for: .milliseconds(250))
+            slot = try await catalog.query("SELECT wal_status, active_pid FROM pg_replication_slots WHERE slot_name = $1", [settings.slot])
+        }
         guard let row = slot.first else {
             if acknowledged.commitLSN > .zero {
                 // This consumer has read the slot before: someone dropped it (pg_drop_replication_slot).
