@@ -180,7 +180,7 @@ let package = Package(
             dependencies: ["SpillwayApp", "SpillwayCore", "SpillwayPostgres", "SpillwaySinks", "SpillwayKafka", "SpillwayRedis",
                            "SpillwayWebhook", "SpillwayTestSupport", .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
-            exclude: ["Support/webhook_receiver.py", "Support/debezium_consumer.py", "Support/scrape_metrics.py"]
+            exclude: ["Support/webhook_receiver.py", "Support/debezium_consumer.py", "Support/scrape_metrics.py", "Support/cloudevents_consumer.py"]
         ),
         .testTarget(
             name: "SpillwayKafkaTests",

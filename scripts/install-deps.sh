@@ -19,8 +19,8 @@ if ! command -v promtool >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 # Python packages the tests use: prometheus_client's text parser reads `/metrics` independently of
-# Spillway's encoder (MetricsTests).
-python_packages=(prometheus_client)
+# Spillway's encoder (MetricsTests); the CloudEvents SDK reads `format: cloudevents` webhooks.
+python_packages=(prometheus_client cloudevents)
 for p in "${python_packages[@]}"; do
   python3 -c "import $p" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check "$p" >&2
 done

@@ -144,7 +144,13 @@ extension KafkaSinkSettings: SinkSettings {
         }
     }
 
-    public func refusal(of format: EventFormat) -> (problem: String, fix: String)? { nil }
+    public func refusal(of format: EventFormat) -> (problem: String, fix: String)? {
+        // Kafka's CloudEvents binding carries the attributes in ce_* headers, which is not built.
+        format == .cloudevents
+            ? ("format: cloudevents is for webhook and file sinks (Kafka's binding, attributes as ce_* headers, is not built)",
+               "use format: spillway (the spillway-* headers carry id, op and table) or format: debezium")
+            : nil
+    }
 }
 
 extension KafkaSinkError {

@@ -7,6 +7,8 @@ public struct WebhookRequest: Sendable {
     public var body: [UInt8]
     /// The event id; for a batch body, the first event's id + "+" + the count.
     public var webhookID: String
+    /// `application/json`, or with `format: cloudevents` CloudEvents' structured or batched content type.
+    public var contentType = "application/json"
 }
 
 /// Splits a batch into requests and the requests into lanes that run concurrently. Pure.
@@ -52,7 +54,8 @@ public enum WebhookPlan {
         let url = settings.url.rendered(event, as: .url)
         switch settings.body {
         case .event:
-            return WebhookRequest(events: [event], url: url, body: encoder.bytes(event), webhookID: event.id)
+            return WebhookRequest(events: [event], url: url, body: encoder.bytes(event), webhookID: event.id,
+                                  contentType: encoder.contentType(isBatch: false))
         case .template(let template):
             return WebhookRequest(events: [event], url: url, body: Array(template.rendered(event, as: .json).utf8),
                                   webhookID: event.id)
@@ -86,6 +89,7 @@ public enum WebhookPlan {
             encoder.write(event, into: &body)
         }
         body.append(UInt8(ascii: "]"))
-        return WebhookRequest(events: events, url: url, body: body, webhookID: "\(events[0].id)+\(events.count)")
+        return WebhookRequest(events: events, url: url, body: body, webhookID: "\(events[0].id)+\(events.count)",
+                              contentType: encoder.contentType(isBatch: true))
     }
 }

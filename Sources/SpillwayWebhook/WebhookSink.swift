@@ -145,7 +145,7 @@ public final class WebhookSink: ChangeSink, Sendable {
         var request = HTTPClientRequest(url: webhook.url)
         request.method = .POST
         for header in settings.headers { request.headers.replaceOrAdd(name: header.name, value: header.value) }
-        request.headers.replaceOrAdd(name: "content-type", value: "application/json")
+        request.headers.replaceOrAdd(name: "content-type", value: webhook.contentType)
         let timestamp = Int64(Date().timeIntervalSince1970)
         request.headers.replaceOrAdd(name: "webhook-id", value: webhook.webhookID)
         request.headers.replaceOrAdd(name: "webhook-timestamp", value: String(timestamp))

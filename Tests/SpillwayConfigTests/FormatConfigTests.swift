@@ -17,7 +17,16 @@ struct FormatConfigTests {
             Issue.record("parsed")
         } catch {
             #expect(error.key == "sinks[0].format")
-            #expect(error.problem == "'avro' is not one of spillway, debezium")
+            #expect(error.problem == "'avro' is not one of spillway, debezium, cloudevents")
+        }
+        #expect(try parse("{name: a, kind: webhook, url: 'http://h/x', format: cloudevents}").sinks[0].format == .cloudevents)
+        #expect(try parse("{name: a, kind: file, path: x, format: cloudevents}").sinks[0].format == .cloudevents)
+        do {
+            _ = try parse("{name: a, kind: kafka, brokers: 'h:9092', format: cloudevents}")
+            Issue.record("parsed")
+        } catch {
+            #expect(error.key == "sinks[0].format")
+            #expect(error.problem.contains("webhook and file sinks") && error.fix.contains("format: debezium"), "\(error)")
         }
         do {
             _ = try parse("{name: a, kind: notify, channel: c, format: debezium}")

@@ -1,6 +1,7 @@
 import Foundation
 import SpillwayCore
 import SpillwayPostgres
+import SpillwayTestSupport
 import Testing
 
 @Suite("webhook sink against a real HTTP receiver", .enabled(if: TestEnvironment.canRun))
@@ -64,6 +65,52 @@ struct WebhookSinkTests {
             for id in 1...8 {
                 let names = events.filter { $0.key?["id"]?.plainText == "\(id)" }.map { $0.after?["name"]?.plainText ?? "" }
                 #expect(names == ["p\(id)", "r1-\(id)", "r2-\(id)", "r3-\(id)"])
+            }
+        }
+    }
+
+    @Test("format: cloudevents: structured and batched CloudEvents the CloudEvents SDK reads, id = event id, type = consumer.schema.table.op",
+          arguments: SourceKind.allCases)
+    func cloudEvents(kind: SourceKind) async throws {
+        try await withTestDatabase { db in
+            let app = try await db.connect()
+            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+            let single = try await WebhookReceiver()
+            let batched = try await WebhookReceiver()
+            var yaml = Self.yaml(db, single, kind: kind, extraSink: "format: cloudevents")
+            yaml += """
+
+                  - {name: batched, kind: webhook, url: '\(batched.url)/batch', body: batch, format: cloudevents, timeout: 2s}
+                """
+            let config = try SpillwayConfig.parse(yaml: yaml)
+            _ = try await install(config, on: db)
+            try await app.execute("INSERT INTO products VALUES (1, 'kettle'), (2, 'teapot')")
+            try await app.execute("UPDATE products SET name = 'jug' WHERE id = 1")
+            try await app.execute("DELETE FROM products WHERE id = 2")
+            try await drainOnce(config)
+
+            #expect(single.requests.allSatisfy { $0.headers["content-type"] == "application/cloudevents+json" })
+            #expect(batched.requests.allSatisfy { $0.headers["content-type"] == "application/cloudevents-batch+json" })
+            let consumer = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Support/cloudevents_consumer.py").path
+            let expected = ["tests.public.products.insert {\"id\":1} insert", "tests.public.products.insert {\"id\":2} insert",
+                            "tests.public.products.update {\"id\":1} update", "tests.public.products.delete {\"id\":2} delete"]
+            for receiver in [single, batched] {
+                let lines = try await runTool("python3", [consumer, receiver.logPath]).split(separator: "\n").map(String.init)
+                // `type id subject op`; ids compared with the events' own below, so drop them here.
+                let shown = lines.map { line -> String in
+                    let parts = line.split(separator: " ", maxSplits: 2).map(String.init)
+                    return parts.count == 3 ? parts[0] + " " + parts[2] : line
+                }
+                var seen = Set<String>()
+                #expect(shown.filter { seen.insert($0).inserted } == expected, "\(lines)")
+                let ids = lines.compactMap { $0.split(separator: " ").dropFirst().first.map(String.init) }
+                let dataIDs = receiver.requests.flatMap { request -> [String] in
+                    guard let parsed = try? JSONParser.parse(request.body) else { return [] }
+                    let items: [JSONValue]
+                    if case .array(let array) = parsed { items = array } else { items = [parsed] }
+                    return items.compactMap { $0.objectValue?["data"]?.objectValue?["id"]?.stringValue }
+                }
+                #expect(ids == dataIDs && !ids.isEmpty, "each CloudEvent's id is its change event's id")
             }
         }
     }

@@ -6,6 +6,9 @@ public enum EventFormat: String, Sendable, Hashable, CaseIterable {
     /// `schemas.enable=false`: the value `{"before","after","source","op","ts_ms","transaction"}` and the key
     /// (the primary-key columns), so consumers written for Debezium read Spillway's events unchanged.
     case debezium
+    /// CloudEvents 1.0, structured mode: Spillway's event as `data` (`CloudEventsEnvelope`). Webhook and file
+    /// sinks.
+    case cloudevents
 }
 
 /// Encodes events as Debezium change events. Pure: the processing time comes in as `nowMilliseconds`.

@@ -4,11 +4,14 @@ public struct EventEncoder: Sendable {
     public var format: EventFormat
     public var envelope: DebeziumEnvelope
     public var now: @Sendable () -> Int64
+    public var cloudEvents: CloudEventsEnvelope
 
-    public init(format: EventFormat, envelope: DebeziumEnvelope, now: @escaping @Sendable () -> Int64) {
+    public init(format: EventFormat, envelope: DebeziumEnvelope, now: @escaping @Sendable () -> Int64,
+                cloudEvents: CloudEventsEnvelope? = nil) {
         self.format = format
         self.envelope = envelope
         self.now = now
+        self.cloudEvents = cloudEvents ?? CloudEventsEnvelope(consumer: envelope.serverName)
     }
 
     /// Spillway's own event JSON (every sink's default).
@@ -18,6 +21,15 @@ public struct EventEncoder: Sendable {
         switch format {
         case .spillway: event.writeJSON(into: &out)
         case .debezium: JSONEncoding.write(envelope.value(event, nowMilliseconds: now()), into: &out)
+        case .cloudevents: cloudEvents.write(event, into: &out)
+        }
+    }
+
+    /// The HTTP content type of a request carrying one event (`isBatch` false) or a JSON array of them.
+    public func contentType(isBatch: Bool) -> String {
+        switch format {
+        case .spillway, .debezium: return "application/json"
+        case .cloudevents: return isBatch ? CloudEventsEnvelope.batchContentType : CloudEventsEnvelope.contentType
         }
     }
 
