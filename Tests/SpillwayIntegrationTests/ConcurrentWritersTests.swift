@@ -53,10 +53,10 @@ struct ConcurrentWritersTests {
             try await runner.waitForLog(streaming)
             let pgbench = Process()
             pgbench.executableURL = URL(fileURLWithPath: "\(TestEnvironment.pgBin)/pgbench")
-            // Rate-limited, so the writing lasts about 20 s however fast the machine: the kill below must land
+            // Rate-limited, so the writing lasts about 40 s however fast the machine: the kill below must land
             // while it writes (loaded CI runs saw all transactions done before the first delivery, at 3200 and
             // 10 s too).
-            pgbench.arguments = ["-n", "-c", "8", "-j", "2", "-t", "800", "-R", "320", "-f", "\(script)@9", "-f", "\(rollback)@1", db.url]
+            pgbench.arguments = ["-n", "-c", "8", "-j", "2", "-t", "1600", "-R", "320", "-f", "\(script)@9", "-f", "\(rollback)@1", db.url]
             let benchLog = tempPath("pgbench.log")
             _ = FileManager.default.createFile(atPath: benchLog, contents: nil)
             pgbench.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: benchLog))

@@ -234,7 +234,7 @@ struct ReplicationTests {
             try #require(installed.code == 0, "install failed: \(installed.stderr)")
             try await app.execute("INSERT INTO products VALUES (0, 'before')")
             let runner = try SpillwayProcess(["run", "--config", configPath])
-            try await waitForStatus(configPath, "the first change to be acknowledged") { $0["events_total"]?.plainText == "1" }
+            try await waitForStatus(configPath, timeout: .seconds(90), "the first change to be acknowledged") { $0["events_total"]?.plainText == "1" }
             let before = fileSize(sink)
 
             // 20,000 changes in one transaction: 400 batches of 50.
