@@ -47,6 +47,14 @@ public struct KafkaSinkSettings: Sendable {
 extension KafkaSinkSettings: SinkSettings {
     public static let kind = "kafka"
 
+    /// `tenant_fallback: {default: VALUE}`: the topic templates write VALUE for a missing tenant.
+    public func fillingMissingTenant(with value: String) -> KafkaSinkSettings {
+        var settings = self
+        settings.topic = topic.fillingMissingTenant(with: value)
+        settings.topics = topics.mapValues { $0.fillingMissingTenant(with: value) }
+        return settings
+    }
+
     /// Reads a kafka sink's own keys. The consumer name is the default prefix; a per-table topic for a table
     /// this sink does not receive is a typo.
     public static func parse(_ r: inout ConfigReader, context: SinkParseContext) throws(ConfigError) -> KafkaSinkSettings {

@@ -68,6 +68,19 @@ public struct RedisSinkSettings: Sendable {
 }
 
 extension RedisSinkSettings: SinkSettings {
+
+    /// `tenant_fallback: {default: VALUE}`: keys, key patterns and the channel write VALUE for a missing tenant.
+    public func fillingMissingTenant(with value: String) -> RedisSinkSettings {
+        var settings = self
+        settings.channel = channel.fillingMissingTenant(with: value)
+        settings.keys = keys.map { entry in
+            var entry = entry
+            entry.templates = entry.templates.map { $0.fillingMissingTenant(with: value) }
+            return entry
+        }
+        return settings
+    }
+
     public static let kind = "redis"
 
     public static func parse(_ r: inout ConfigReader, context: SinkParseContext) throws(ConfigError) -> RedisSinkSettings {

@@ -159,6 +159,15 @@ public struct WebhookSinkSettings: Sendable {
 }
 
 extension WebhookSinkSettings: SinkSettings {
+
+    /// `tenant_fallback: {default: VALUE}`: the URL and a body template write VALUE for a missing tenant.
+    public func fillingMissingTenant(with value: String) -> WebhookSinkSettings {
+        var settings = self
+        settings.url = url.fillingMissingTenant(with: value)
+        if case .template(let template) = body { settings.body = .template(template.fillingMissingTenant(with: value)) }
+        return settings
+    }
+
     public static let kind = "webhook"
 
     public func makeSink(_ context: SinkContext) async throws -> any ChangeSink {

@@ -42,6 +42,7 @@ extension Fanout {
             var part = FanoutSubmission.Part(route: route, events: selected)
             if let sink = route.sink as? any PipelinedChangeSink {
                 do {
+                    if let missing = route.missingTenant(in: selected) { throw missing }
                     part.acknowledgement = try await sink.submit(selected)
                 } catch {
                     monitor?.sinkFailed(sink.name, willRetry: false)
@@ -67,7 +68,7 @@ extension Fanout {
             for part in submission.parts {
                 group.addTask {
                     guard let acknowledgement = part.acknowledgement else {
-                        try await deliver(part.events, to: part.route.sink, onFailure: onFailure)
+                        try await deliver(part.events, to: part.route, onFailure: onFailure)
                         return
                     }
                     let name = part.route.sink.name

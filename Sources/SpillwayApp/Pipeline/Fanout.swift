@@ -16,10 +16,19 @@ public struct Fanout: Sendable {
     public struct Route: Sendable {
         public var sink: any ChangeSink
         public var filter: EventFilter
+        /// `sinks[N].tenant_fallback` when it is `error`: an event without a tenant fails the delivery.
+        public var tenantRequiredBy: String?
 
-        public init(sink: any ChangeSink, filter: EventFilter) {
+        public init(sink: any ChangeSink, filter: EventFilter, tenantRequiredBy: String? = nil) {
             self.sink = sink
             self.filter = filter
+            self.tenantRequiredBy = tenantRequiredBy
+        }
+
+        /// `tenant_fallback: error`: the first event of `events` without a tenant, as the delivery's error.
+        func missingTenant(in events: [ChangeEvent]) -> MissingTenantError? {
+            guard let key = tenantRequiredBy, let event = events.first(where: TenantFallback.lacksTenant) else { return nil }
+            return MissingTenantError(event: event, sink: sink.name, key: key)
         }
     }
 
@@ -49,20 +58,23 @@ public struct Fanout: Sendable {
                     ? events : events.filter(route.filter.accepts)
                 guard !selected.isEmpty else { continue }
                 group.addTask {
-                    try await deliver(selected, to: route.sink, onFailure: onFailure)
+                    try await deliver(selected, to: route, onFailure: onFailure)
                 }
             }
             try await group.waitForAll()
         }
     }
 
-    func deliver(_ events: [ChangeEvent], to sink: any ChangeSink,
+    func deliver(_ events: [ChangeEvent], to route: Route,
                          onFailure: @escaping @Sendable (String) async -> Void) async throws {
+        let sink = route.sink
         var attempt = 0
         let clock = ContinuousClock()
         while true {
             let started = clock.now
             do {
+                // Checked at each attempt, like any failure: retried with backoff and shown in `status`.
+                if let missing = route.missingTenant(in: events) { throw missing }
                 try await SinkFailureReport.$handler.withValue(SinkFailureReport.Handler { await onFailure("sink '\(sink.name)': \($0)") }) {
                     try await sink.deliver(events)
                 }

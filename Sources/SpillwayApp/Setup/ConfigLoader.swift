@@ -31,7 +31,8 @@ public enum SinkFactory {
                 var context = SinkContext(name: sink.name, databaseURL: config.database.url, schema: config.schema,
                                           consumer: config.consumer, keyPath: "sinks[\(index)]")
                 context.encoder = EventEncoding.encoder(for: sink, config: config)
-                routes.append(Fanout.Route(sink: try await sink.settings.makeSink(context), filter: sink.filter))
+                routes.append(Fanout.Route(sink: try await sink.settings.makeSink(context), filter: sink.filter,
+                                           tenantRequiredBy: sink.tenantFallback == .error ? "sinks[\(index)].tenant_fallback" : nil))
             }
         } catch {
             for route in routes { try? await route.sink.close() }

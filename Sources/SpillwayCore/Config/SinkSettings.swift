@@ -24,11 +24,16 @@ public protocol SinkSettings: Sendable {
     /// gets the format's encoder in `context.encoder`). Default: refused — the sink writes keys or
     /// notifications, not events.
     func refusal(of format: EventFormat) -> (problem: String, fix: String)?
+
+    /// The settings with `{tenant}` in every template written as `value` where an event has none
+    /// (`sinks[].tenant_fallback: {default: VALUE}`). Default: unchanged (the kind has no templates).
+    func fillingMissingTenant(with value: String) -> Self
 }
 
 extension SinkSettings {
     public func validate(source: SourceConfig, filter: EventFilter, keyPath: String) throws(ConfigError) {}
     public func validateOffline(keyPath: String) throws(ConfigError) {}
+    public func fillingMissingTenant(with value: String) -> Self { self }
     public func refusal(of format: EventFormat) -> (problem: String, fix: String)? {
         ("a \(Self.kind) sink writes keys or notifications, not events, so it has no format",
          "remove format; it applies to file, kafka and webhook sinks")

@@ -120,6 +120,8 @@ public struct EventFilter: Sendable, Hashable {
     public var operations: Set<ChangeEvent.Operation>
     /// `sinks[].where`. Default: none.
     public var condition: FilterExpression?
+    /// `sinks[].tenant_fallback: skip`: events without a tenant are not taken. Default: false.
+    public var skipsEventsWithoutTenant = false
 
     public init(tables: TableSelection = [], operations: Set<ChangeEvent.Operation> = [], condition: FilterExpression? = nil) {
         self.tables = tables
@@ -128,10 +130,11 @@ public struct EventFilter: Sendable, Hashable {
     }
 
     /// Takes every event: the fan-out then hands the batch over without copying it.
-    public var acceptsEverything: Bool { tables.isEmpty && operations.isEmpty && condition == nil }
+    public var acceptsEverything: Bool { tables.isEmpty && operations.isEmpty && condition == nil && !skipsEventsWithoutTenant }
 
     public func accepts(_ event: ChangeEvent) -> Bool {
         (operations.isEmpty || operations.contains(event.op))
+            && !(skipsEventsWithoutTenant && TenantFallback.lacksTenant(event))
             && (tables.isEmpty || tables.contains(QualifiedName(schema: event.schema, name: event.table)))
             && (condition?.matches(event) ?? true)
     }
@@ -143,6 +146,9 @@ public struct SinkConfig: Sendable {
     public var filter: EventFilter
     /// `sinks[].format`: what the sink writes per event (file, kafka, webhook). Default: spillway.
     public var format: EventFormat = .spillway
+    /// `sinks[].tenant_fallback`. Default: nil, a missing tenant renders as each rendering writes a missing
+    /// value. `skip` is applied by `filter`, `default` by the settings' templates; `error` by the fan-out.
+    public var tenantFallback: TenantFallback?
     /// The kind's own settings, a type of the sink's module (`KafkaSinkSettings`, ...).
     public var settings: any SinkSettings
 
@@ -504,11 +510,17 @@ extension SpillwayConfig {
                 throw ConfigError(key: r.keyPath("where"), problem: "column \(error.column): \(error.problem)", fix: error.fix)
             }
         }
+        let tenantFallback = try TenantFallback.parse(&r)
+        filter.skipsEventsWithoutTenant = tenantFallback == .skip
         guard let settingsType = sinkKinds.first(where: { $0.kind == kind }) else {
             throw ConfigError(key: r.keyPath("kind"), problem: "unknown sink kind '\(kind)'", fix: "use kind: \(kindNames)")
         }
         let context = SinkParseContext(consumer: consumer, source: source, filter: filter, environment: environment)
-        return SinkConfig(name: name, filter: filter, settings: try settingsType.parse(&r, context: context))
+        var settings: any SinkSettings = try settingsType.parse(&r, context: context)
+        if case .default(let value) = tenantFallback { settings = settings.fillingMissingTenant(with: value) }
+        var sink = SinkConfig(name: name, filter: filter, settings: settings)
+        sink.tenantFallback = tenantFallback
+        return sink
     }
 }
 

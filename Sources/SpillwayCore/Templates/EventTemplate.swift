@@ -152,6 +152,12 @@ public struct EventTemplate: Sendable, Hashable, CustomStringConvertible {
         self.parts = parts
     }
 
+    /// A template from parts already parsed (`fillingMissingTenant(with:)`).
+    init(text: String, parts: [Part]) {
+        self.text = text
+        self.parts = parts
+    }
+
     private enum Scanned {
         case placeholder(Field, fallback: String?, end: Int)
         case notAPlaceholder

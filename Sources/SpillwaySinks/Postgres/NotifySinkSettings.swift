@@ -19,6 +19,14 @@ public struct NotifySinkSettings: Sendable {
 }
 
 extension NotifySinkSettings: SinkSettings {
+
+    /// `tenant_fallback: {default: VALUE}`: the channel writes VALUE for a missing tenant.
+    public func fillingMissingTenant(with value: String) -> NotifySinkSettings {
+        var settings = self
+        settings.channel = channel.fillingMissingTenant(with: value)
+        return settings
+    }
+
     public static let kind = "notify"
 
     public static func parse(_ r: inout ConfigReader, context: SinkParseContext) throws(ConfigError) -> NotifySinkSettings {
