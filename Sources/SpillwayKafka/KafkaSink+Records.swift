@@ -12,7 +12,7 @@ extension KafkaSink {
         var messages: [KafkaOutgoingMessage] { batch.messages }
     }
 
-    static let headerNames = ["spillway-id", "spillway-op", "spillway-table", "spillway-txid", "spillway-tenant"]
+    static let headerNames = ["spillway-id", "spillway-op", "spillway-table", "spillway-txid", "spillway-tenant", "spillway-route"]
 
     /// One record per event (two for a delete when tombstones are on): key = the event's `key` as compact
     /// JSON (nil for a table without primary key), value = the event JSON, headers `spillway-id`,
@@ -21,6 +21,10 @@ extension KafkaSink {
     ///
     /// `encoder` writes the value (`format: debezium`: Debezium's envelope, and a tombstone after every
     /// keyed delete, as Debezium sends by default).
+    ///
+    /// An outbox event (`source.outbox`) is the application's message rather than a change: key = the key
+    /// column's text, value = the payload (JSON as compact JSON, text as its bytes), whatever the format, and
+    /// a `spillway-route` header besides the others.
     static func records(for events: [ChangeEvent], settings: KafkaSinkSettings,
                         encoder: EventEncoder = .spillway) throws(KafkaSinkError) -> Records {
         var records = Records(batch: KafkaRecordBatch(headerNames: headerNames, capacity: events.count))
@@ -39,6 +43,18 @@ extension KafkaSink {
             } else {
                 topic = records.batch.index(ofTopic: try Self.topic(for: event, template: template, prefix: settings.prefix))
                 topics[TopicCacheKey(event)] = topic
+            }
+            if let outbox = event.outbox {
+                let key = outbox.key.map { key in records.batch.append { $0.append(contentsOf: key.utf8) } }
+                let value = records.batch.append { bytes in
+                    if case .string(let text) = outbox.payload { bytes.append(contentsOf: text.utf8) } else { JSONEncoding.write(outbox.payload, into: &bytes) }
+                }
+                let firstHeader = records.batch.headers.count
+                appendHeaders(for: event, to: &records.batch)
+                if let route = outbox.route { records.batch.addHeader(name: 5) { $0.append(contentsOf: route.utf8) } }
+                records.batch.addRecord(topic: topic, key: key, value: value, firstHeader: firstHeader)
+                records.eventIndices.append(index)
+                continue
             }
             let key = event.key.map { key in records.batch.append { JSONEncoding.write(key, into: &$0) } }
             let value = records.batch.append { encoder.write(event, into: &$0) }

@@ -49,7 +49,7 @@ public final class KafkaSink: PipelinedChangeSink, ChangeSinkValidating {
         var topics: [String] = []
         for table in tables {
             let template = settings.template(schema: table.schema, table: table.name)
-            guard !template.fields.contains(.tenant), !template.readsRow else { continue }
+            guard !template.fields.contains(.tenant), !template.fields.contains(.route), !template.readsRow else { continue }
             let operations: [ChangeEvent.Operation] = template.fields.contains(.op) ? [.insert, .update, .delete, .truncate, .read] : [.insert]
             for op in operations {
                 let sample = ChangeEvent(id: "", op: op, schema: table.schema, table: table.name, position: "")

@@ -21,6 +21,12 @@ public struct KafkaSinkSettings: Sendable {
     /// (a warning, and `status`'s last error), again after each further `timeout`. Its records are never
     /// given up for it (librdkafka's `message.timeout.ms` is infinite). Default: 30s.
     public var timeout: Duration
+    /// `source.outbox` tables: their events (routed outbox rows) go to `topics[table]`, else to `topic` when it
+    /// uses `{route}`, else to `{prefix}.{route}`. Default: none.
+    public var outboxTables: Set<QualifiedName> = []
+
+    /// The topic of outbox events when neither `topics` nor `topic` says otherwise.
+    public static let standardOutboxTopic = try! EventTemplate(parsing: "{prefix}.{route}")
 
     public init(brokers: [String], prefix: String, topic: EventTemplate = .standardTopic, topics: [QualifiedName: EventTemplate] = [:],
                 tombstones: Bool = false, properties: [String: String] = [:], timeout: Duration = .seconds(30)) {
@@ -35,7 +41,10 @@ public struct KafkaSinkSettings: Sendable {
 
     /// The template for events of `schema.table`.
     public func template(schema: String, table: String) -> EventTemplate {
-        topics.isEmpty ? topic : topics[QualifiedName(schema: schema, name: table)] ?? topic
+        guard !outboxTables.isEmpty, outboxTables.contains(QualifiedName(schema: schema, name: table)) else {
+            return topics.isEmpty ? topic : topics[QualifiedName(schema: schema, name: table)] ?? topic
+        }
+        return topics[QualifiedName(schema: schema, name: table)] ?? (topic.fields.contains(.route) ? topic : Self.standardOutboxTopic)
     }
 
     /// Properties the sink sets from its own keys; setting them under `properties` is an error.
@@ -125,8 +134,10 @@ extension KafkaSinkSettings: SinkSettings {
         guard timeout >= .milliseconds(100), timeout <= .seconds(86_400) else {
             throw ConfigError(key: r.keyPath("timeout"), problem: "must be between 100ms and 24h", fix: "use e.g. 30s")
         }
-        return KafkaSinkSettings(brokers: brokers, prefix: prefix, topic: topic, topics: topics, tombstones: tombstones,
-                                 properties: properties, timeout: timeout)
+        var settings = KafkaSinkSettings(brokers: brokers, prefix: prefix, topic: topic, topics: topics, tombstones: tombstones,
+                                         properties: properties, timeout: timeout)
+        settings.outboxTables = Set(context.source.outbox.map(\.table))
+        return settings
     }
 
     private static func template(_ text: String, key: String) throws(ConfigError) -> EventTemplate {

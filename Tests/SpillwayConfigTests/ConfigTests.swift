@@ -207,7 +207,7 @@ struct ConfigTests {
         #expect(error.problem == "unknown key")
         #expect(error.fix == """
             did you mean 'poll_interval'? known keys here: audit_table, batch_size, heartbeat, history, idle_backoff, kind, mask_key, \
-            max_in_flight_batches, max_retained_wal, messages, notify, poll_interval, prune, publication, retention, slot, snapshot, snapshot_chunk_size, tables, tenant_column, tenant_columns
+            max_in_flight_batches, max_retained_wal, messages, notify, outbox, poll_interval, prune, publication, retention, slot, snapshot, snapshot_chunk_size, tables, tenant_column, tenant_columns
             """)
     }
 

@@ -113,8 +113,18 @@ public enum ConfigCheck {
             }
         }
 
+        var outboxIsBroken = false
+        do {
+            try await OutboxCatalog.verify(config, on: connection, checkingGrants: true)
+        } catch let error as ConfigError {
+            findings.append(.problem(error.key, error.problem, fix: error.fix))
+            outboxIsBroken = true
+        }
+        let outboxTables = Set(config.source.outbox.map(\.table))
         for (index, table) in config.source.tables.enumerated() {
-            let key = "source.tables[\(index)]"
+            // An outbox table is in source.tables because source.outbox put it there: named by that key.
+            if outboxIsBroken, outboxTables.contains(table) { continue }
+            let key = outboxTables.contains(table) ? "source.outbox.table" : "source.tables[\(index)]"
             let found = try await connection.query("""
                 SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
                        has_table_privilege(c.oid, 'SELECT'), c.relkind::text

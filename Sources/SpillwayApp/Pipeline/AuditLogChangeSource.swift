@@ -85,8 +85,13 @@ final class AuditLogChangeSource: ChangeSource, @unchecked Sendable {
     }
 
     func save(_ cursor: AuditLogCursor, lastEventPosition: String?, events: Int) async throws {
+        try await save(cursor, lastEventPosition: lastEventPosition, events: events, outboxRows: [])
+    }
+
+    /// `outboxRows` (`source.outbox.delete_after`) are deleted by the checkpoint's own statement.
+    func save(_ cursor: AuditLogCursor, lastEventPosition: String?, events: Int, outboxRows: [OutboxRow]) async throws {
         try await checkpoints.save(consumer: config.consumer, cursor: cursor, position: lastEventPosition,
-                                   deliveredEvents: events, on: control)
+                                   deliveredEvents: events, deletingOutboxRows: outboxRows, on: control)
         if cursor.snapshot?.backfill != nil, recordedBackfill.withLock({ $0 }) != cursor.snapshot {
             try await BackfillPoller.record(cursor.snapshot, config: config, logger: logger, on: control)
             recordedBackfill.withLock { $0 = cursor.snapshot }

@@ -37,6 +37,8 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
     /// `source.tables[].columns` and `.mask`, applied to every batch before any sink (or a sink's `where`)
     /// sees it.
     private let masker: ColumnMasker
+    /// `source.outbox`: routes outbox inserts and drops the outbox tables' other changes, after masking.
+    private let router: OutboxRouter
     public private(set) var deliveredEvents = 0
     private var latency = DeliveryLatencyLog()
 
@@ -50,6 +52,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
         self.logger = logger
         self.openSource = openSource
         masker = ColumnMasking.masker(for: config.source)
+        router = OutboxRouter(config.source.outbox)
     }
 
     public func run() async throws {
@@ -90,6 +93,8 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
         try await runReconnecting(logger: logger, retry: options.retry, database: config.database.redactedURL,
                                   onFailure: { [fanout] in fanout.monitor?.sessionFailed() }) {
             try await withSession { control, record in
+                // A missing outbox table or column is a config error naming source.outbox, not source.tables[N].
+                try await OutboxCatalog.verify(config, on: control, checkingGrants: !options.isDetached)
                 let source = try await openSource(record, control, logger)
                 do {
                     try await fanout.validate(capturing: config, on: control)
@@ -210,7 +215,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
         var lastProgress = clock.now
         var sawProgress = false
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            guard let batch = try await source.next(after: position, maximum: config.source.batchSize, wait: .milliseconds(250)) else {
+            guard var batch = try await source.next(after: position, maximum: config.source.batchSize, wait: .milliseconds(250)) else {
                 return
             }
             if let idle {
@@ -224,8 +229,15 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
                 }
             }
             fanout.monitor?.tick()
+            var events = masker.apply(batch.events)
+            if !router.isEmpty {
+                // Before the window takes its share (released by the routed count). The checkpoint that covers
+                // this batch deletes its outbox rows (delete_after).
+                (events, batch.outboxRows) = router.route(events, keys: batch.events)
+                batch.events = events
+            }
             try await window.acquire(Self.windowShare(of: batch))
-            let submission = batch.events.isEmpty ? FanoutSubmission.empty : try await fanout.submit(masker.apply(batch.events))
+            let submission = events.isEmpty ? FanoutSubmission.empty : try await fanout.submit(events)
             fanout.monitor?.read(batch.events)
             let sequence = state.withLock { $0.read() }
             submitted.yield(InFlightBatch(sequence: sequence, batch: batch, submission: submission))
@@ -258,7 +270,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
                             clock: ContinuousClock) async throws {
         func step(isFinal: Bool) async throws {
             if let due = state.withLock({ $0.checkpointDue(now: clock.now, isFinal: isFinal) }) {
-                try await source.save(due.position, lastEventPosition: due.lastEventPosition, events: due.events)
+                try await source.save(due.position, lastEventPosition: due.lastEventPosition, events: due.events, outboxRows: due.outboxRows)
                 deliveredEvents += due.events
                 state.withLock { $0.saved(due, now: clock.now) }
             }

@@ -146,8 +146,13 @@ final class ReplicationChangeSource: ChangeSource, @unchecked Sendable {
     }
 
     func save(_ position: ReplicationPosition, lastEventPosition: String?, events: Int) async throws {
+        try await save(position, lastEventPosition: lastEventPosition, events: events, outboxRows: [])
+    }
+
+    /// `outboxRows` (`source.outbox.delete_after`) are deleted by the checkpoint's own statement.
+    func save(_ position: ReplicationPosition, lastEventPosition: String?, events: Int, outboxRows: [OutboxRow]) async throws {
         try await checkpoints.save(consumer: config.consumer, position: position, lastEventPosition: lastEventPosition,
-                                   deliveredEvents: events, on: control)
+                                   deliveredEvents: events, deletingOutboxRows: outboxRows, on: control)
         if position.snapshot?.backfill != nil, recordedBackfill.withLock({ $0 }) != position.snapshot {
             try await BackfillPoller.record(position.snapshot, config: config, logger: logger, on: control)
             recordedBackfill.withLock { $0 = position.snapshot }

@@ -98,6 +98,9 @@ public struct SourceConfig: Sendable {
     /// `source.mask_key`: the HMAC key for `mask: {col: hash}` (`${NAME}` read from the environment).
     /// Required when any column is hashed. A secret: never logged.
     public var maskKey: String?
+    /// `source.outbox`: outbox tables. Each is captured as if listed in `tables` (it is appended there when
+    /// not), so both sources' installers and readers treat it like any captured table. Default: none.
+    public var outbox: [OutboxTable] = []
 
     public init(kind: Kind = .auditLog, tables: [QualifiedName], auditTable: QualifiedName? = nil,
                 pollInterval: Duration = .seconds(1), batchSize: Int = 1000, history: History = .include,
@@ -278,7 +281,7 @@ extension SpillwayConfig {
                                   fix: "add `source: {kind: audit_log, tables: [public.products]}`")
             }
             try sourceReader.rejectUnknownKeys(known: Set(["kind", "tables", "audit_table", "poll_interval", "batch_size", "max_in_flight_batches",
-                                                           "history", "prune", "retention", "notify", "mask_key", "idle_backoff", "snapshot", "snapshot_chunk_size"] + ReplicationSettings.keys))
+                                                           "history", "prune", "retention", "notify", "mask_key", "idle_backoff", "snapshot", "snapshot_chunk_size", "outbox"] + ReplicationSettings.keys))
             var source = try parseSource(&sourceReader, environment: environment)
             if source.kind == .replication, let url, ConnectionString.namesPooledHost(url) {
                 throw ConfigError(key: "database.url", problem: "names a pooled endpoint (a -pooler host); logical replication needs a direct connection",
@@ -463,6 +466,10 @@ extension SpillwayConfig {
         source.idleBackoff = try IdleBackoff.parse(&r, kind: kind, pollInterval: source.pollInterval)
         source.snapshot = try r.choice("snapshot", default: source.snapshot)
         source.snapshotChunkSize = try r.int("snapshot_chunk_size", default: source.snapshotChunkSize, range: 1...1_000_000)
+        source.outbox = try OutboxTable.parse(&r)
+        // Captured implicitly: the installers (trigger, publication) and readers need nothing else.
+        for outbox in source.outbox where !tables.contains(outbox.table) { tables.append(outbox.table) }
+        source.tables = tables
         source.replication = try ReplicationSettings.parse(&r, tables: tables)
         return source
     }

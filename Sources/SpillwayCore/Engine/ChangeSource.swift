@@ -20,6 +20,11 @@ public protocol ChangeSource: Sendable {
     /// save covers. Only ever called with a position every sink acknowledged.
     func save(_ position: Position, lastEventPosition: String?, events: Int) async throws
 
+    /// `save`, deleting `outboxRows` (`source.outbox.delete_after`) in the same statement, so a row goes only
+    /// with the checkpoint that covers its event, once every sink acknowledged it. The live sources implement
+    /// it; the default (replays, detached, which save nothing) ignores the rows.
+    func save(_ position: Position, lastEventPosition: String?, events: Int, outboxRows: [OutboxRow]) async throws
+
     /// Tells the server it may forget the WAL up to `lsn` (`lsn` nil: only that the reader is alive).
     func confirm(_ lsn: LSN?) async throws
 
@@ -38,4 +43,8 @@ public protocol ChangeSource: Sendable {
 
 extension ChangeSource {
     public var statusInterval: Duration { .seconds(10) }
+
+    public func save(_ position: Position, lastEventPosition: String?, events: Int, outboxRows: [OutboxRow]) async throws {
+        try await save(position, lastEventPosition: lastEventPosition, events: events)
+    }
 }

@@ -26,6 +26,9 @@ public struct SourceBatch<Position: SourcePosition>: Sendable {
     /// What the server may forget once `end` is saved (replication: the last complete transaction's commit
     /// LSN, or a heartbeat's).
     public var confirmable: LSN?
+    /// `source.outbox.delete_after`: rows to delete in the save that covers this batch (the pipeline's
+    /// `OutboxRouter` sets them; sources leave them empty).
+    public var outboxRows: [OutboxRow] = []
 
     public init(events: [ChangeEvent], end: Position?, isProgress: Bool? = nil, confirmable: LSN? = nil) {
         self.events = events
@@ -52,6 +55,8 @@ where Instant.Duration == Duration {
         public var lastEventPosition: String?
         /// Events acknowledged since the previous save.
         public var events: Int
+        /// Outbox rows of the batches acknowledged since the previous save, deleted by the save itself.
+        public var outboxRows: [OutboxRow] = []
     }
 
     /// Empty moves (idle snapshots, heartbeats) are saved at most this often: each save is a transaction,
@@ -65,6 +70,7 @@ where Instant.Duration == Duration {
     private var acknowledged: Position
     private var lastEventPosition: String?
     private var unsavedEvents = 0
+    private var unsavedOutboxRows: [OutboxRow] = []
     private var hasUnsavedProgress = false
     private var confirmable: LSN?
     private var lastSave: Instant
@@ -104,6 +110,7 @@ where Instant.Duration == Duration {
         if let end = batch.end { acknowledged = end }
         if let last = batch.events.last { lastEventPosition = last.position }
         unsavedEvents += batch.events.count
+        unsavedOutboxRows += batch.outboxRows
         if batch.isProgress { hasUnsavedProgress = true }
         if let lsn = batch.confirmable { confirmable = max(lsn, confirmable ?? lsn) }
     }
@@ -115,7 +122,8 @@ where Instant.Duration == Duration {
     public func checkpointDue(now: Instant, isFinal: Bool) -> Checkpoint? {
         guard acknowledged != saved else { return nil }
         guard hasUnsavedProgress || unsavedEvents > 0 || isFinal || lastSave.duration(to: now) >= idleSaveInterval else { return nil }
-        return Checkpoint(position: acknowledged, lastEventPosition: lastEventPosition, events: unsavedEvents)
+        return Checkpoint(position: acknowledged, lastEventPosition: lastEventPosition, events: unsavedEvents,
+                          outboxRows: unsavedOutboxRows)
     }
 
     /// `checkpoint` (from `checkpointDue`) is saved. Returns the LSN to confirm to the server, if the saved
@@ -125,6 +133,8 @@ where Instant.Duration == Duration {
         saved = checkpoint.position
         lastSave = now
         unsavedEvents -= checkpoint.events
+        // Rows acknowledged while the save ran stay for the next one.
+        unsavedOutboxRows.removeFirst(min(checkpoint.outboxRows.count, unsavedOutboxRows.count))
         if unsavedEvents == 0 { lastEventPosition = nil }
         if acknowledged == checkpoint.position { hasUnsavedProgress = false }
         return confirmationDue(now: now)

@@ -1,7 +1,8 @@
 /// One committed change, the same shape for every source and every sink.
 ///
 /// JSON fields (a contract: consumers parse them): `id`, `op`, `schema`, `table`, `key`, `before`, `after`,
-/// `txid`, `commit_time`, `position`, `tenant`; and, only when not empty, `unchanged`, `masked`, `message`.
+/// `txid`, `commit_time`, `position`, `tenant`; and, only when not empty, `unchanged`, `masked`, `message`,
+/// `outbox`.
 public struct ChangeEvent: Sendable, Hashable {
     public enum Operation: String, Sendable, Hashable, CaseIterable {
         case insert, update, delete, truncate
@@ -40,6 +41,31 @@ public struct ChangeEvent: Sendable, Hashable {
     /// Columns whose value was redacted (`source.tables[].mask: {col: redact}`): null in `before`/`after`
     /// because of the mask, not because the row holds null. JSON field `masked`, present when not empty.
     public var maskedColumns: [String] = []
+    /// For an insert into a `source.outbox` table: what the outbox router routes. JSON field `outbox`,
+    /// present only then.
+    public var outbox: OutboxMessage?
+
+    /// The routed part of an outbox row.
+    public struct OutboxMessage: Sendable, Hashable {
+        /// The text of the `route_by` column (`{route}`); nil when it is NULL.
+        public var route: String?
+        /// The text of the `key` column (the Kafka record key); nil when it is NULL.
+        public var key: String?
+        /// The `payload` column's value: parsed JSON for json/jsonb, a string for text.
+        public var payload: JSONValue
+
+        public init(route: String?, key: String?, payload: JSONValue) {
+            self.route = route
+            self.key = key
+            self.payload = payload
+        }
+
+        var json: JSONValue {
+            .object(JSONObject([
+                ("route", route.map { .string($0) } ?? .null), ("key", key.map { .string($0) } ?? .null), ("payload", payload),
+            ]))
+        }
+    }
 
     public struct LogicalMessage: Sendable, Hashable {
         public var prefix: String
@@ -105,6 +131,7 @@ public struct ChangeEvent: Sendable, Hashable {
                 ("transactional", .bool(message.isTransactional)),
             ]))))
         }
+        if let outbox { fields.append(("outbox", outbox.json)) }
         return fields
     }
 
@@ -190,6 +217,9 @@ extension ChangeEvent {
         if let m = try object("message") {
             message = LogicalMessage(prefix: m["prefix"]?.stringValue ?? "", content: m["content"]?.stringValue ?? "",
                                      isTransactional: m["transactional"] == .bool(true))
+        }
+        if let o = try object("outbox") {
+            outbox = OutboxMessage(route: o["route"]?.stringValue, key: o["key"]?.stringValue, payload: o["payload"] ?? .null)
         }
     }
 }

@@ -18,13 +18,15 @@
 public struct EventTemplate: Sendable, Hashable, CustomStringConvertible {
     public enum Field: Sendable, Hashable, CustomStringConvertible {
         case id, schema, table, op, tenant, prefix
+        /// An outbox event's route (`source.outbox.route_by`); missing for every other event.
+        case route
         case key(String), after(String), before(String), row(String)
 
         /// The column a row field reads; nil for the event-level fields.
         public var column: String? {
             switch self {
             case .key(let c), .after(let c), .before(let c), .row(let c): return c
-            case .id, .schema, .table, .op, .tenant, .prefix: return nil
+            case .id, .schema, .table, .op, .tenant, .prefix, .route: return nil
             }
         }
 
@@ -40,10 +42,11 @@ public struct EventTemplate: Sendable, Hashable, CustomStringConvertible {
             case .op: return "{op}"
             case .tenant: return "{tenant}"
             case .prefix: return "{prefix}"
+            case .route: return "{route}"
             }
         }
 
-        static let known = "{id}, {schema}, {table}, {op}, {tenant}, {prefix}, {key.COLUMN}, {after.COLUMN}, {before.COLUMN} or {row.COLUMN}"
+        static let known = "{id}, {schema}, {table}, {op}, {tenant}, {prefix}, {route}, {key.COLUMN}, {after.COLUMN}, {before.COLUMN} or {row.COLUMN}"
     }
 
     public struct Placeholder: Sendable, Hashable {
@@ -220,6 +223,7 @@ public struct EventTemplate: Sendable, Hashable, CustomStringConvertible {
             case "op": return .op
             case "tenant": return .tenant
             case "prefix": return .prefix
+            case "route": return .route
             default: return nil
             }
         }
@@ -244,8 +248,8 @@ public struct EventTemplate: Sendable, Hashable, CustomStringConvertible {
     public var readsRow: Bool { fields.contains { $0.column != nil } }
 
     /// Whether two events of one table, tenant and operation can render differently: the template reads a
-    /// row column or the event id.
-    public var readsEventValues: Bool { fields.contains { $0.column != nil || $0 == .id } }
+    /// row column, the event id or an outbox route.
+    public var readsEventValues: Bool { fields.contains { $0.column != nil || $0 == .id || $0 == .route } }
 
     /// The template's own text, without its placeholders: what a use checks for characters it cannot carry.
     public var literalText: String {
@@ -357,6 +361,7 @@ public struct EventTemplate: Sendable, Hashable, CustomStringConvertible {
         case .op: return .string(event.op.rawValue)
         case .tenant: return event.tenant.map { .string($0) } ?? .null
         case .prefix: return .string(prefix)
+        case .route: return event.outbox.map { $0.route.map { .string($0) } ?? .null }
         case .key(let c), .after(let c), .before(let c), .row(let c):
             let source: JSONObject?
             switch (image, field) {

@@ -28,6 +28,7 @@ public struct AuditLogInstaller: Sendable {
     }
 
     public func install(on connection: PostgresConnection) async throws -> InstallReport {
+        try await OutboxCatalog.verify(config, on: connection)  // before anything is created
         try await PostgresCatalog.requireServerVersion(connection)
         var report = InstallReport(createdAuditTable: false, adoptedAuditTable: false, triggeredTables: [],
                                    tablesWithOwnTrigger: [], historyRows: 0, warnings: [])

@@ -147,9 +147,9 @@ public struct CheckpointStore: Sendable {
 
     /// Moves the consumer to `cursor`. `position` is the last acknowledged event's position (kept when nil).
     public func save(consumer: String, cursor: AuditLogCursor, position: String?, deliveredEvents: Int,
-                     on connection: PostgresConnection) async throws {
+                     deletingOutboxRows outboxRows: [OutboxRow] = [], on connection: PostgresConnection) async throws {
         let snapshot = Self.snapshotAssignment(cursor.snapshot, parameter: 12)
-        let result = try await connection.query(
+        let affected = try await Self.update(
             """
             UPDATE \(table) SET snapshot = $2::pg_snapshot, batch_snapshot = $3::pg_snapshot, batch_rank = $4::bigint,
                 batch_seq = $5::bigint, history_done = $6::boolean, history_changed_at = $7::timestamptz, history_id = $8,
@@ -161,8 +161,22 @@ public struct CheckpointStore: Sendable {
             [consumer, cursor.completed.description, cursor.batch?.description,
              cursor.batchProgress.map { String($0.transactionRank) }, cursor.batchProgress.map { String($0.sequence) },
              cursor.isHistoryDone ? "true" : "false", cursor.historyProgress?.changedAt, cursor.historyProgress?.id,
-             position, String(deliveredEvents), Self.lockName(consumer: consumer)] + snapshot.value)
-        guard result.affectedRows == 1 else { throw try await saveFailed(consumer: consumer, on: connection) }
+             position, String(deliveredEvents), Self.lockName(consumer: consumer)] + snapshot.value,
+            deleting: outboxRows, on: connection)
+        guard affected == 1 else { throw try await saveFailed(consumer: consumer, on: connection) }
+    }
+
+    /// Runs a checkpoint UPDATE; returns the rows it updated. With `outboxRows` (`source.outbox.delete_after`)
+    /// the UPDATE becomes a CTE and the rows are deleted in the same statement, only when it updated the
+    /// checkpoint: a row goes exactly with the save that covers its event, so a crash before the save
+    /// leaves both, and a runner that lost the lock deletes nothing.
+    private static func update(_ sql: String, _ parameters: [String?], deleting outboxRows: [OutboxRow],
+                               on connection: PostgresConnection) async throws -> Int {
+        guard !outboxRows.isEmpty else { return try await connection.query(sql, parameters).affectedRows }
+        let deletions = OutboxCatalog.deletions(outboxRows, firstParameter: parameters.count + 1)
+        let result = try await connection.query("WITH saved AS (\(sql) RETURNING 1)\(deletions.sql) SELECT count(*) FROM saved",
+                                                parameters + deletions.values)
+        return Int(result.first?[0] ?? "0") ?? 0
     }
 
     /// Creates a replication consumer's row if it has none.
@@ -178,9 +192,9 @@ public struct CheckpointStore: Sendable {
     /// Moves a replication consumer to `position` (`batch_seq` holds the index within a partly delivered
     /// transaction).
     public func save(consumer: String, position: ReplicationPosition, lastEventPosition: String?, deliveredEvents: Int,
-                     on connection: PostgresConnection) async throws {
+                     deletingOutboxRows outboxRows: [OutboxRow] = [], on connection: PostgresConnection) async throws {
         let snapshot = Self.snapshotAssignment(position.snapshot, parameter: 7)
-        let result = try await connection.query(
+        let affected = try await Self.update(
             """
             UPDATE \(table) SET lsn = $2::pg_lsn, batch_seq = $3::bigint, position = coalesce($4, position),
                 events_total = events_total + $5::bigint, updated_at = now(),
@@ -188,8 +202,9 @@ public struct CheckpointStore: Sendable {
                 last_error_at = CASE WHEN $5::bigint > 0 THEN NULL ELSE last_error_at END\(snapshot.sql)
             WHERE consumer = $1 AND \(Self.holdsLock(parameter: 6))
             """, [consumer, position.commitLSN.description, position.index.map(String.init), lastEventPosition, String(deliveredEvents),
-                  Self.lockName(consumer: consumer)] + snapshot.value)
-        guard result.affectedRows == 1 else { throw try await saveFailed(consumer: consumer, on: connection) }
+                  Self.lockName(consumer: consumer)] + snapshot.value,
+            deleting: outboxRows, on: connection)
+        guard affected == 1 else { throw try await saveFailed(consumer: consumer, on: connection) }
     }
 
     /// Records why the consumer is stuck, for `status`. Best effort: the caller is already handling an error.

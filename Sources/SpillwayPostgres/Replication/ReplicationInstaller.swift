@@ -15,6 +15,7 @@ public struct ReplicationInstaller: Sendable {
     var settings: ReplicationSettings { config.source.replication }
 
     public func install(on connection: PostgresConnection) async throws -> InstallReport {
+        try await OutboxCatalog.verify(config, on: connection)  // before anything is created
         var report = InstallReport(createdAuditTable: false, adoptedAuditTable: false, triggeredTables: [],
                                    tablesWithOwnTrigger: [], historyRows: 0, warnings: [])
         let version = Int(try await connection.query("SELECT current_setting('server_version_num')").first?[0] ?? "0") ?? 0
