@@ -153,6 +153,9 @@ struct OutboxTests {
             result = try await SpillwayProcess.run(["install", "--config", badColumn])
             #expect(result.code == 2, "\(result.stderr)")
             #expect(result.stderr.contains("config key 'source.outbox[0].route_by': outbox table public.outbox has no column 'kind'"), "\(result.stderr)")
+            let check = try await SpillwayProcess.run(["check", "--config", badColumn])
+            #expect(check.code != 0)
+            #expect(check.stdout.contains("error  source.outbox[0].route_by: outbox table public.outbox has no column 'kind'"), "\(check.stdout)")
 
             let installedSchema = try await app.query("SELECT count(*) FROM pg_namespace WHERE nspname = 'spillway'")
             #expect(installedSchema.first?[0] == "0", "nothing was installed")
