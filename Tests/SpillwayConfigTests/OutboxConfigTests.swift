@@ -8,22 +8,10 @@ import Testing
 @testable import SpillwayCore
 
 private func parse(source: String = "{tables: [public.products]}", _ sinks: String) throws(ConfigError) -> SpillwayConfig {
-    try SpillwayConfig.parse(yaml: """
-        database: {url: postgres://h/db}
-        source: \(source)
-        sinks:
-        \(sinks)
-        """)
+    try parseConfig(source: source, sinks: sinks)
 }
 
-private func error(_ body: () throws -> SpillwayConfig) -> ConfigError? {
-    do {
-        _ = try body()
-        return nil
-    } catch {
-        return error as? ConfigError
-    }
-}
+private func error(_ body: () throws -> SpillwayConfig) -> ConfigError? { thrownConfigError(body) }
 
 @Suite("source.outbox in the configuration")
 struct OutboxConfigTests {

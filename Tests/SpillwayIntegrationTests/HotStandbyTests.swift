@@ -5,22 +5,29 @@ import Testing
 
 @Suite("hot standby: several runners of one consumer", .enabled(if: TestEnvironment.canRun))
 struct HotStandbyTests {
+    /// `products` captured by one consumer with two runners, each with a file of its own (what each delivered
+    /// stays apart): the first streaming, the second waiting as its standby.
+    static func startPair(_ db: TestDatabase, kind: SourceKind, takeover: String) async throws
+        -> (app: PostgresConnection, active: SpillwayProcess, activeSink: String, standby: SpillwayProcess, standbySink: String) {
+        let app = try await db.connect()
+        try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
+        let (activeConfig, activeSink) = try db.writeConfig(kind: kind.rawValue, extraSource: "  batch_size: 20")
+        let (standbyConfig, standbySink) = try db.writeConfig(kind: kind.rawValue, extraSource: "  batch_size: 20")
+        let installed = try await SpillwayProcess.run(["install", "--config", activeConfig])
+        try #require(installed.code == 0, "install failed: \(installed.stderr)")
+        let environment = ["SPILLWAY_HA__TAKEOVER": takeover]
+        let active = try SpillwayProcess(["run", "--config", activeConfig], environment: environment)
+        try await active.waitForLog(kind.streamingLog)
+        let standby = try SpillwayProcess(["run", "--config", standbyConfig], environment: environment)
+        try await standby.waitForLog("standby: another runner of this consumer is active")
+        return (app, active, activeSink, standby, standbySink)
+    }
+
     @Test("kill -9 of the active runner: the standby takes over from its checkpoint; nothing is lost, only the killed runner's unsaved tail comes again",
           arguments: SourceKind.allCases)
     func standbyTakesOver(kind: SourceKind) async throws {
         try await withTestDatabase { db in
-            let app = try await db.connect()
-            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
-            // One consumer, two runners, each with a file of its own: what each delivered stays apart.
-            let (activeConfig, activeSink) = try db.writeConfig(kind: kind.rawValue, extraSource: "  batch_size: 20")
-            let (standbyConfig, standbySink) = try db.writeConfig(kind: kind.rawValue, extraSource: "  batch_size: 20")
-            let installed = try await SpillwayProcess.run(["install", "--config", activeConfig])
-            try #require(installed.code == 0, "install failed: \(installed.stderr)")
-            let environment = ["SPILLWAY_HA__TAKEOVER": "1s"]
-            let active = try SpillwayProcess(["run", "--config", activeConfig], environment: environment)
-            try await active.waitForLog(kind.streamingLog)
-            let standby = try SpillwayProcess(["run", "--config", standbyConfig], environment: environment)
-            try await standby.waitForLog("standby: another runner of this consumer is active")
+            let (app, active, activeSink, standby, standbySink) = try await Self.startPair(db, kind: kind, takeover: "1s")
             let standbyScrape = try await Scrape.take(port: try await standby.httpPort())
             #expect(standbyScrape.readyz.status == 200 && standbyScrape.readyz.body.contains("role: standby"), "\(standbyScrape.readyz.body)")
             #expect(standbyScrape.sum("spillway_leader") == 0)
@@ -67,17 +74,7 @@ struct HotStandbyTests {
           .enabled(if: NetworkCut.isAvailable, "iptables cannot drop packets on this machine (it needs CAP_NET_ADMIN)"), arguments: SourceKind.allCases)
     func standbyTakesOverAfterACutNetwork(kind: SourceKind) async throws {
         try await withTestDatabase { db in
-            let app = try await db.connect()
-            try await app.execute("CREATE TABLE products (id int PRIMARY KEY, name text)")
-            let (activeConfig, activeSink) = try db.writeConfig(kind: kind.rawValue, extraSource: "  batch_size: 20")
-            let (standbyConfig, standbySink) = try db.writeConfig(kind: kind.rawValue, extraSource: "  batch_size: 20")
-            let installed = try await SpillwayProcess.run(["install", "--config", activeConfig])
-            try #require(installed.code == 0, "install failed: \(installed.stderr)")
-            let environment = ["SPILLWAY_HA__TAKEOVER": "2s"]
-            let active = try SpillwayProcess(["run", "--config", activeConfig], environment: environment)
-            try await active.waitForLog(kind.streamingLog)
-            let standby = try SpillwayProcess(["run", "--config", standbyConfig], environment: environment)
-            try await standby.waitForLog("standby: another runner of this consumer is active")
+            let (app, active, activeSink, standby, standbySink) = try await Self.startPair(db, kind: kind, takeover: "2s")
 
             for first in stride(from: 1, through: 500, by: 50) {
                 try await app.execute("INSERT INTO products SELECT g, 'p' FROM generate_series(\(first), \(first + 49)) g")
