@@ -1,4 +1,5 @@
 import Logging
+import ServiceLifecycle
 import SpillwayCore
 import SpillwayPostgres
 import Synchronization
@@ -43,7 +44,8 @@ final class ReplicationChangeSource: ChangeSource, @unchecked Sendable {
         if let snapshot = record.snapshot, !snapshot.isDone {
             try await SnapshotChunkReader.requirePrimaryKeys(of: snapshot.tables.filter { !$0.isDone }.map(\.name), on: control)
         }
-        let reader = try await ReplicationReader.open(config: config, from: record.replicationPosition, logger: logger)
+        let reader = try await ReplicationReader.open(config: config, from: record.replicationPosition, logger: logger,
+                                                      isStopping: { Task.isShuttingDownGracefully })
         do {
             // `--once` stops at a marker written now: everything committed before it has then been delivered.
             let target = once ? try await emitHeartbeat(on: control) : nil

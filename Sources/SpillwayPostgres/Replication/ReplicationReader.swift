@@ -55,7 +55,9 @@ public final class ReplicationReader: @unchecked Sendable {
     private let confirmed: Mutex<LSN>
     public var confirmedFlush: LSN { confirmed.withLock { $0 } }
 
-    public static func open(config: SpillwayConfig, from position: ReplicationPosition, logger: Logger) async throws -> ReplicationReader {
+    /// `isStopping`: asked while waiting for a busy slot, so a shutdown does not wait out the wait.
+    public static func open(config: SpillwayConfig, from position: ReplicationPosition, logger: Logger,
+                            isStopping: @Sendable () -> Bool = { false }) async throws -> ReplicationReader {
         let catalog = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-catalog",
                                                            timeouts: config.ha.networkTimeouts)
         let stream: PostgresConnection
@@ -70,7 +72,7 @@ public final class ReplicationReader: @unchecked Sendable {
         }
         let reader = ReplicationReader(config: config, stream: stream, catalog: catalog, position: position, logger: logger)
         do {
-            try await reader.start()
+            try await reader.start(isStopping: isStopping)
         } catch {
             await reader.close()
             throw error
@@ -92,7 +94,7 @@ public final class ReplicationReader: @unchecked Sendable {
                                                          includeMessages: settings.messages))
     }
 
-    private func start() async throws {
+    private func start(isStopping: () -> Bool) async throws {
         let settings = config.source.replication
         var slot = try await catalog.query("SELECT wal_status, active_pid FROM pg_replication_slots WHERE slot_name = $1", [settings.slot])
         // Busy: most likely the walsender of the runner this one took over from, whose network went and which
@@ -101,7 +103,7 @@ public final class ReplicationReader: @unchecked Sendable {
         let clock = ContinuousClock()
         let waitUntil = clock.now + max(.seconds(10), config.ha.takeover * 3)
         var loggedWait = false
-        while let pid = slot.first?[1], clock.now < waitUntil {
+        while let pid = slot.first?[1], clock.now < waitUntil, !isStopping() {
             if !loggedWait {
                 logger.notice("waiting for the replication slot: another process reads it", metadata: [
                     "slot": "\(settings.slot)", "pid": "\(pid)"])
