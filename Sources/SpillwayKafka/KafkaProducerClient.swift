@@ -61,6 +61,9 @@ public final class KafkaProducerClient: @unchecked Sendable {
         }
         handle = Handle(created)
         pollLoop = PollLoop(handle: handle)
+        // Weak: the poll loop (whose delivery reports call this) stops in deinit, and a purge queued from it
+        // holds the client, so the handle it purges outlives it.
+        context.purgeQueued.withLock { $0 = { [weak self] in self?.purgeInOrder(flags: Int32(RD_KAFKA_PURGE_F_QUEUE)) } }
     }
 
     /// Checks `properties` the way `init` would (names, values, the forced pair, and the checks
@@ -259,7 +262,16 @@ public final class KafkaProducerClient: @unchecked Sendable {
     /// and batches enqueued after it are produced only once the purge is complete.
     public func abandonOutstanding() {
         context.abandonments.add(1, ordering: .acquiringAndReleasing)
-        context.purgeOnWorkQueue(handle.raw, flags: Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
+        purgeInOrder(flags: Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
+    }
+
+    /// Purges on the work queue and waits there until librdkafka's broker threads have purged too. A
+    /// non-blocking purge empties the partitions' queues later, on the broker threads: records a new session
+    /// enqueued meanwhile went with them while its later ones were stored, so `v3` reached the topic before
+    /// the redelivered `v2` (the soak's finding). Behind the purge, the next session's first batch is
+    /// produced only once nothing of the old one is queued. The block holds the client: the handle outlives it.
+    private func purgeInOrder(flags: Int32) {
+        workQueue.async { [self] in _ = rd_kafka_purge(handle.raw, flags) }
     }
 
     /// Stops accepting messages, flushes outstanding ones (up to `timeout`; default 30 s)
@@ -321,7 +333,7 @@ public final class KafkaProducerClient: @unchecked Sendable {
                         _ = rd_kafka_poll(handle.raw, 10)
                     default:
                         // Refused at once: nothing after it is produced, so nothing queued needs dropping.
-                        context.hold(purgingQueueOf: nil)
+                        context.hold(purgingQueue: false)
                         context.tracker.complete(
                             token, with: .failed(.delivery(code, topic: records.topics[record.topic], kafka: handle.raw)))
                         // Stop here so a later message with the same key cannot overtake this one.
@@ -419,8 +431,10 @@ private final class CallbackContext: Sendable {
     let isHolding = Atomic(false)
     /// How often `abandonOutstanding` was called: a batch submitted before the latest one is not produced.
     let abandonments = Atomic(0)
-    /// Builds and enqueues batches, and purges, in the order asked: see `purgeOnWorkQueue`.
+    /// Builds and enqueues batches, and purges, in the order asked: see `KafkaProducerClient.purgeInOrder`.
     let workQueue = DispatchQueue(label: "spillway.kafka.produce")
+    /// Queues the purge of what is queued behind a failed record (set by the client once it exists).
+    let purgeQueued = Mutex<(@Sendable () -> Void)?>(nil)
 
     init(logger: Logger, properties: [String: String]) {
         self.logger = logger
@@ -431,7 +445,7 @@ private final class CallbackContext: Sendable {
         let token = UInt(bitPattern: message._private)
         guard message.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
             // Purges are Spillway's own doing (abandoning, closing): the records behind them go too.
-            if message.err != RD_KAFKA_RESP_ERR__PURGE_QUEUE, message.err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT { hold(purgingQueueOf: kafka) }
+            if message.err != RD_KAFKA_RESP_ERR__PURGE_QUEUE, message.err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT { hold(purgingQueue: true) }
             let topic = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "?"
             tracker.complete(token, with: .failed(.delivery(message.err, topic: topic, kafka: kafka)))
             return
@@ -439,22 +453,12 @@ private final class CallbackContext: Sendable {
         tracker.complete(token, with: .stored(partition: message.partition, offset: message.offset))
     }
 
-    /// After a failed record: later batches are refused until `resume`, and with `kafka` the records still
+    /// After a failed record: later batches are refused until `resume`, and with `purgingQueue` the records still
     /// queued behind it are dropped (in flight ones may yet be stored, which the redelivery in order makes
     /// harmless).
-    func hold(purgingQueueOf kafka: OpaquePointer?) {
-        guard !isHolding.exchange(true, ordering: .acquiringAndReleasing), let kafka else { return }
-        purgeOnWorkQueue(kafka, flags: Int32(RD_KAFKA_PURGE_F_QUEUE))
-    }
-
-    /// Purges on the work queue and waits there until librdkafka's broker threads have purged too. A
-    /// non-blocking purge empties the partitions' queues later, on the broker threads: records a new session
-    /// enqueued meanwhile went with them while its later ones were stored, so `v3` reached the topic before
-    /// the redelivered `v2` (the soak's finding). Behind the purge, the next session's first batch is
-    /// produced only once nothing of the old one is queued.
-    func purgeOnWorkQueue(_ kafka: OpaquePointer, flags: Int32) {
-        let handle = Handle(kafka)
-        workQueue.async { _ = rd_kafka_purge(handle.raw, flags) }
+    func hold(purgingQueue: Bool) {
+        guard !isHolding.exchange(true, ordering: .acquiringAndReleasing), purgingQueue else { return }
+        purgeQueued.withLock { $0 }?()
     }
 
     func clientError(_ kafka: OpaquePointer?, code: Int32, reason: String) {
