@@ -1,6 +1,7 @@
 # Shared set-up of the benchmarks (sourced): a throwaway cluster, the release binaries, librdkafka's mock
 # cluster as a Kafka broker, and a cleanup that stops all of it. Sets work, url, spillway, brokers, bin.
 #   bench_setup TOPIC:PARTITIONS
+#   SPILLWAY_RELEASE_BIN=PATH runs that spillway binary instead of building one (CI: the Dockerfile stage's).
 bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
 bench_cleanup() {
   [ -n "${mock_pid:-}" ] && kill "$mock_pid" 2>/dev/null || true
@@ -13,9 +14,9 @@ bench_setup() {
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   url=$(scripts/pg-cluster.sh start "$work/pg" "$port")
-  swift build -c release --product spillway >/dev/null
+  if [ -n "${SPILLWAY_RELEASE_BIN:-}" ]; then spillway=$SPILLWAY_RELEASE_BIN
+  else swift build -c release --product spillway >/dev/null; spillway="$(swift build -c release --show-bin-path)/spillway"; fi
   swift build -c release --product spillway-kafka-mock >/dev/null
-  spillway="$(swift build -c release --show-bin-path)/spillway"
   local mock
   mock="$(swift build -c release --show-bin-path)/spillway-kafka-mock"
   # The mock broker runs until its stdin closes: keep a pipe open to it.

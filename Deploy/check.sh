@@ -80,46 +80,9 @@ else
 fi
 grep -Eq '^USER +[0-9]+' "$dockerfile" || fail "Dockerfile: the runtime stage must run as a numeric non-root USER"
 
-# The runtime stage installs every shared library the binary loads (no Docker engine here, so read from the
-# Dockerfile and checked against this Debian release, which is the image's): each library `ldd` resolves comes
-# from a package the runtime stage installs, from one of their dependencies, or from what debian:*-slim has
-# (Priority: required, and apt's own dependencies). The Swift runtime is linked statically in the image.
-"$compose/bin/python" - "$spillway" "$dockerfile" <<'PY' && ok "Dockerfile runtime stage provides every shared library the binary loads" || fail "Dockerfile runtime stage lacks a library (above)"
-import re, subprocess, sys
-binary, dockerfile = sys.argv[1], open(sys.argv[2]).read()
-runtime = dockerfile.split("\nFROM ")[-1]
-install = re.search(r"apt-get install -y --no-install-recommends ([^&\\]+)", runtime)
-assert install, "the runtime stage has no `apt-get install -y --no-install-recommends ...`"
-packages = install.group(1).split()
-static_swift = "--static-swift-stdlib" in dockerfile
-def closure(names):
-    out = subprocess.run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
-                          "--no-breaks", "--no-replaces", "--no-enhances", "--no-pre-depends", *names],
-                         capture_output=True, text=True, check=True).stdout
-    return {line.strip() for line in out.splitlines() if line and not line.startswith(" ") and not line.startswith("<")}
-required = {line.split()[0] for line in subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Priority}\n"],
-            capture_output=True, text=True).stdout.splitlines() if line.endswith(" required")}
-available = closure(packages) | closure(["apt"]) | required
-missing = []
-for line in subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout.splitlines():
-    match = re.search(r"=> (/\S+)", line)
-    if not match:
-        continue
-    path = match.group(1)
-    if static_swift and "/swift/linux/" in path:
-        continue
-    owner = None
-    for candidate in (path, path.replace("/lib/", "/usr/lib/", 1), path.replace("/usr/lib/", "/lib/", 1)):
-        found = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
-        if found.returncode == 0:
-            owner = found.stdout.split(":")[0]
-            break
-    if owner is None or owner not in available:
-        missing.append(f"{path} (package {owner or 'unknown'})")
-if missing:
-    print("not in the runtime image: " + ", ".join(missing), file=sys.stderr)
-    sys.exit(1)
-PY
+# The runtime stage installs every shared library the binary loads (the script says how that is read without
+# an engine). .ci/run checks the statically linked binary the build stage makes, too.
+python3 Deploy/runtime-libraries.py "$spillway" "$dockerfile" && ok "Dockerfile runtime stage provides every shared library the binary loads" || fail "Dockerfile runtime stage lacks a library (above)"
 
 # The configs Deploy/ ships: valid for `spillway check` (exit 2 = a config problem; 1 = servers unreachable here).
 configs=$(mktemp -d)
