@@ -75,7 +75,8 @@ struct TableSnapshotTests {
     @Test func emissionCutsPiecesAndMovesTheKeyWithThem() {
         var chunk = Self.chunk(1...5)
         chunk.discardRows(changedIn: [Self.change(.update, id: 5, txid: 105)])
-        var emission = SnapshotEmission(chunk: chunk, progress: SnapshotProgress(tables: [Self.table]), chunkSize: 5)
+        var emission = SnapshotEmission(taking: &chunk, progress: SnapshotProgress(tables: [Self.table]), chunkSize: 5)
+        #expect(chunk.rows.isEmpty, "the emission took the rows over")
         let first = emission.next(maximum: 3)
         #expect(first?.events.map(\.id) == ["r1", "r2", "r3"])
         #expect(first?.progress.tables[0].lastKey == ["3"] && first?.progress.tables[0].rows == 3)
@@ -91,10 +92,12 @@ struct TableSnapshotTests {
     @Test func aShortChunkEndsItsTableAndTheNextTableFollows() {
         let other = QualifiedName(schema: "public", name: "other")
         var progress = SnapshotProgress(tables: [Self.table, other])
-        var emission = SnapshotEmission(chunk: Self.chunk(1...2), progress: progress, chunkSize: 5)
+        var short = Self.chunk(1...2)
+        var emission = SnapshotEmission(taking: &short, progress: progress, chunkSize: 5)
         progress = emission.next(maximum: 10)!.progress
         #expect(progress.tables[0].isDone && progress.current?.name == other && !progress.isDone)
-        var empty = SnapshotEmission(chunk: SnapshotChunk(table: other, visibility: Self.visibility, rows: []), progress: progress, chunkSize: 5)
+        var none = SnapshotChunk(table: other, visibility: Self.visibility, rows: [])
+        var empty = SnapshotEmission(taking: &none, progress: progress, chunkSize: 5)
         let last = empty.next(maximum: 10)
         #expect(last?.events.isEmpty == true, "an empty table still gives its progress")
         #expect(last?.progress.isDone == true && last?.progress.tables[1].lastKey == nil)

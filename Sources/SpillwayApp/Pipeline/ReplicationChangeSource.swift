@@ -73,10 +73,10 @@ final class ReplicationChangeSource: ChangeSource, @unchecked Sendable {
 
     func next(after position: ReplicationPosition, maximum: Int, wait: Duration) async throws -> SourceBatch<ReplicationPosition>? {
         if isDone { return nil }
-        if var emitting = emission {
+        if emission != nil {
             // The chunk's marker was reached: its rows go out before anything after the marker is read.
-            if let piece = emitting.next(maximum: maximum) {
-                emission = emitting
+            // Mutated in place: a copy of the emission would copy the chunk's remaining rows.
+            if let piece = emission?.next(maximum: maximum) {
                 snapshot = piece.progress
                 var end = position
                 end.snapshot = piece.progress
@@ -94,12 +94,10 @@ final class ReplicationChangeSource: ChangeSource, @unchecked Sendable {
         if pendingChunk == nil, let progress = snapshot, !progress.isDone { try await readChunk(progress: progress) }
         var batch = try await reader.next(maximum: maximum, wait: wait, stop: pendingChunk?.marker)
         recentTransactions.insert(batch.events)
-        if var pending = pendingChunk {
-            pending.chunk.discardRows(changedIn: batch.events)
-            pendingChunk = pending
-            if batch.reachedStop, let progress = snapshot {
-                emission = SnapshotEmission(chunk: pending.chunk, progress: progress, chunkSize: config.source.snapshotChunkSize)
-                pendingChunk = nil
+        if pendingChunk != nil {
+            pendingChunk?.chunk.discardRows(changedIn: batch.events)
+            if batch.reachedStop, let progress = snapshot, var pending = pendingChunk.take() {
+                emission = SnapshotEmission(taking: &pending.chunk, progress: progress, chunkSize: config.source.snapshotChunkSize)
             }
         }
         batch.position?.snapshot = snapshot

@@ -150,7 +150,8 @@ public struct ChangeEvent: Sendable, Hashable {
             if !first { out.append(UInt8(ascii: ",")) }
             out.append(UInt8(ascii: "\""))
             name.withUTF8Buffer { out.append(contentsOf: $0) }
-            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+            out.append(UInt8(ascii: "\""))
+            out.append(UInt8(ascii: ":"))
         }
         func object(_ value: JSONObject?) {
             if let value { JSONEncoding.write(value, into: &out) } else { out.append(contentsOf: "null".utf8) }

@@ -23,9 +23,11 @@ public enum JSONEncoding {
         case .string(let s): writeString(s, into: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))
-            for (index, item) in items.enumerated() {
-                if index > 0 { out.append(UInt8(ascii: ",")) }
-                write(item, into: &out)
+            items.withUnsafeBufferPointer { items in
+                for index in items.indices {
+                    if index > 0 { out.append(UInt8(ascii: ",")) }
+                    write(items[index], into: &out)
+                }
             }
             out.append(UInt8(ascii: "]"))
         case .object(let object):
@@ -33,13 +35,18 @@ public enum JSONEncoding {
         }
     }
 
+    // The hot path of every sink (each event, each column): hand-written rather than Foundation's encoder
+    // (which loses key order and number literals), and reading fields in place, through buffer pointers, so a
+    // row's strings are not retained and released once more per column.
     public static func write(_ object: JSONObject, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
-        for (index, field) in object.fields.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            writeString(field.name, into: &out)
-            out.append(UInt8(ascii: ":"))
-            write(field.value, into: &out)
+        object.fields.withUnsafeBufferPointer { fields in
+            for index in fields.indices {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                writeString(fields[index].name, into: &out)
+                out.append(UInt8(ascii: ":"))
+                write(fields[index].value, into: &out)
+            }
         }
         out.append(UInt8(ascii: "}"))
     }
@@ -48,27 +55,33 @@ public enum JSONEncoding {
 
     public static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        var s = s
-        // Copies runs that need no escaping in one go: most strings are one such run.
-        s.withUTF8 { bytes in
-            var runStart = 0
-            for (index, byte) in bytes.enumerated() where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
-                runStart = index + 1
-                switch byte {
-                case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
-                case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
-                case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-                case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-                case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-                default:
-                    out.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
-                    out.append(hexDigits[Int(byte >> 4)])
-                    out.append(hexDigits[Int(byte & 0x0F)])
-                }
-            }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
+        // Native strings are contiguous UTF-8: read in place; only a bridged or lazy one is copied first.
+        if s.utf8.withContiguousStorageIfAvailable({ writeEscaped($0, into: &out) }) == nil {
+            var copy = s
+            copy.withUTF8 { writeEscaped($0, into: &out) }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        // Copies runs that need no escaping in one go: most strings are one such run.
+        var runStart = 0
+        for (index, byte) in bytes.enumerated() where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+            runStart = index + 1
+            // Byte by byte: an array literal here would allocate for every escaped character.
+            out.append(0x5C)
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(byte)
+            case 0x0A: out.append(UInt8(ascii: "n"))
+            case 0x0D: out.append(UInt8(ascii: "r"))
+            case 0x09: out.append(UInt8(ascii: "t"))
+            default:
+                out.append(UInt8(ascii: "u")); out.append(UInt8(ascii: "0")); out.append(UInt8(ascii: "0"))
+                out.append(hexDigits[Int(byte >> 4)])
+                out.append(hexDigits[Int(byte & 0x0F)])
+            }
+        }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
     }
 }

@@ -45,6 +45,11 @@ public struct JSONObject: Sendable, Hashable, ExpressibleByDictionaryLiteral {
         self.fields = fields.map { (name: $0.0, value: $0.1) }
     }
 
+    /// Takes `fields` as they are: the row builders' path, which must not copy every row's array once more.
+    public init(fields: [(name: String, value: JSONValue)]) {
+        self.fields = fields
+    }
+
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
         self.init(elements)
     }

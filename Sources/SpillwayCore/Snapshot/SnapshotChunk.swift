@@ -40,6 +40,13 @@ public struct SnapshotChunk: Sendable {
 
     public var events: [ChangeEvent] { rows.map(\.event) }
 
+    /// The rows, moved out: the chunk keeps none.
+    mutating func takeRows() -> [Row] {
+        var taken: [Row] = []
+        swap(&taken, &rows)
+        return taken
+    }
+
     /// Drops the rows that changes of `stream` (read after the chunk, before its marker) make stale: those
     /// changed by a transaction the chunk's snapshot does not show, by key before and after the change; a
     /// truncate by such a transaction drops every row. An update that left TOASTed columns out (`unchanged`)
@@ -87,7 +94,9 @@ public struct SnapshotChunk: Sendable {
 /// it is acknowledged: a piece moves the table's key to its last row, the last piece to the select's last row
 /// and, when the select came back short, marks the table done.
 public struct SnapshotEmission: Sendable {
-    private var remaining: ArraySlice<SnapshotChunk.Row>
+    /// The rows not yet emitted, last row first: a piece pops its rows off the end, moving each event out
+    /// rather than copying it (a chunk is thousands of events, each a few dozen reference-counted strings).
+    private var remaining: [SnapshotChunk.Row]
     private var progress: SnapshotProgress
     private let rowsRead: Int
     private let lastKey: [String]?
@@ -95,23 +104,31 @@ public struct SnapshotEmission: Sendable {
     private var emittedRows = 0
     private var isFinished = false
 
-    public init(chunk: SnapshotChunk, progress: SnapshotProgress, chunkSize: Int) {
-        remaining = chunk.rows[...]
-        self.progress = progress
+    /// Takes the chunk's rows over (the chunk keeps none): they are moved, not copied, when `chunk` holds the
+    /// only reference to them.
+    public init(taking chunk: inout SnapshotChunk, progress: SnapshotProgress, chunkSize: Int) {
         rowsRead = chunk.rowsRead
         lastKey = chunk.lastKey
         isLastChunk = chunk.rowsRead < chunkSize
+        remaining = chunk.takeRows()
+        remaining.reverse()
+        self.progress = progress
     }
 
     /// The next piece, and where the snapshot stands once it is acknowledged; nil once the chunk is emitted.
     /// A chunk whose rows were all dropped (or a table without rows) still gives one empty piece: its progress.
     public mutating func next(maximum: Int) -> (events: [ChangeEvent], progress: SnapshotProgress)? {
         guard !isFinished else { return nil }
-        let piece = remaining.prefix(max(1, maximum))
-        remaining = remaining.dropFirst(piece.count)
         guard let index = progress.tables.firstIndex(where: { !$0.isDone }) else {
             isFinished = true
             return nil
+        }
+        var events: [ChangeEvent] = []
+        events.reserveCapacity(min(max(1, maximum), remaining.count))
+        var lastRowKey: [String]?
+        while events.count < max(1, maximum), let row = remaining.popLast() {
+            events.append(row.event)
+            lastRowKey = row.key
         }
         if remaining.isEmpty {
             isFinished = true
@@ -119,11 +136,11 @@ public struct SnapshotEmission: Sendable {
             if let lastKey { progress.tables[index].lastKey = lastKey }
             if isLastChunk { progress.tables[index].isDone = true }
         } else {
-            emittedRows += piece.count
-            progress.tables[index].rows += Int64(piece.count)
-            if let last = piece.last { progress.tables[index].lastKey = last.key }
+            emittedRows += events.count
+            progress.tables[index].rows += Int64(events.count)
+            if let lastRowKey { progress.tables[index].lastKey = lastRowKey }
         }
-        return (piece.map(\.event), progress)
+        return (events, progress)
     }
 }
 

@@ -108,12 +108,13 @@ public enum PGValueMapper {
     /// The primary-key columns of `row`, in key order; nil when the table has no key or the row lacks one.
     public static func key(of row: JSONObject?, table: TableInfo?) -> JSONObject? {
         guard let row, let table, !table.primaryKey.isEmpty else { return nil }
-        var fields: [(String, JSONValue)] = []
+        var fields: [(name: String, value: JSONValue)] = []
+        fields.reserveCapacity(table.primaryKey.count)
         for name in table.primaryKey {
             guard let value = row[name] else { return nil }
             fields.append((name, value))
         }
-        return JSONObject(fields)
+        return JSONObject(fields: fields)
     }
 
     /// RFC 8259's number grammar, checked byte by byte: this runs for every numeric column of every row.

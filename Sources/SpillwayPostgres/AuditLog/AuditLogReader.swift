@@ -412,12 +412,13 @@ public final class AuditLogReader: @unchecked Sendable {
             throw FatalSourceError("the snapshot's table \(progress.current.map { "\($0.name)" } ?? "?") is not in source.tables. Fix: add it "
                 + "back, or clear the consumer's snapshot (UPDATE \(config.schema).checkpoints SET snapshot_progress = NULL WHERE consumer = '\(config.consumer)')")
         }
-        let (chunk, walInsert) = try await chunkReader.readChunk(of: table, progress: progress, on: connection)
+        var (chunk, walInsert) = try await chunkReader.readChunk(of: table, progress: progress, on: connection)
         if let walInsert { try await waitForFlush(upTo: walInsert) }
-        heldChunk = SnapshotEmission(chunk: chunk, progress: progress, chunkSize: config.source.snapshotChunkSize)
-        heldChunkVisibility = chunk.visibility
+        let visibility = chunk.visibility
         logger.debug("snapshot chunk read", metadata: ["table": "\(chunk.table)", "rows": "\(chunk.rowsRead)"])
-        return chunk.visibility
+        heldChunk = SnapshotEmission(taking: &chunk, progress: progress, chunkSize: config.source.snapshotChunkSize)
+        heldChunkVisibility = visibility
+        return visibility
     }
 
     /// The held chunk's next piece, once the batch of its snapshot is complete (a chunk whose batch was not

@@ -400,7 +400,11 @@ public final class PostgresConnection: @unchecked Sendable {
                     if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
                         values.append(nil)
                     } else {
-                        values.append(String(cString: PQgetvalue(result, Int32(row), Int32(column))))
+                        // The length libpq already knows: no strlen over every value of every row.
+                        let bytes = UnsafeRawPointer(PQgetvalue(result, Int32(row), Int32(column))!)
+                        let count = Int(PQgetlength(result, Int32(row), Int32(column)))
+                        values.append(String(decoding: UnsafeRawBufferPointer(start: bytes, count: count).bindMemory(to: UInt8.self),
+                                             as: UTF8.self))
                     }
                 }
                 rows.append(values)

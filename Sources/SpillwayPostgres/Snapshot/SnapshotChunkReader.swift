@@ -8,6 +8,10 @@ import SpillwayCore
 /// bytea_output, ...) and mapped by `PGValueMapper` as the sources map theirs, so a `read` event's row has
 /// the same shape as an insert's.
 public struct SnapshotChunkReader: Sendable {
+    static let cursorName = "spillway_snapshot_chunk"
+    /// Rows per FETCH within a chunk: small enough that the server's next piece overlaps this one's mapping.
+    static let fetchSize = 1000
+
     public var chunkSize: Int
     /// The replication source's `tenant_column(s)`: a read event carries the row's tenant as a change would.
     public var tenantColumn: @Sendable (QualifiedName) -> String?
@@ -56,10 +60,33 @@ public struct SnapshotChunkReader: Sendable {
         if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
         sql += " ORDER BY \(keyList) LIMIT \(chunkSize)"
 
+        let tenant = tenantColumn(name)
+        var rows: [SnapshotChunk.Row] = []
+        rows.reserveCapacity(chunkSize)
+        var rowNumber = current.rows
+        let idPrefix = progress.eventIDPrefix(table: name), positionPrefix = progress.positionPrefix(table: name)
+        func append(_ result: QueryResult) {
+            for values in result.rows {
+                var fields: [(name: String, value: JSONValue)] = []
+                fields.reserveCapacity(columns.count)
+                for (index, column) in columns.enumerated() {
+                    fields.append((column.name, values[index].map { PGValueMapper.json(fromText: $0, kind: column.kind) } ?? .null))
+                }
+                let after = JSONObject(fields: fields)
+                let key = PGValueMapper.key(of: after, table: table)
+                rowNumber += 1
+                var event = ChangeEvent(
+                    id: idPrefix + (key.map { JSONEncoding.string(.object($0)) } ?? "null"), op: .read,
+                    schema: table.schema, table: table.name, key: key, before: nil, after: after,
+                    position: positionPrefix + String(rowNumber))
+                if let tenant, let value = after[tenant], value != .null { event.tenant = value.plainText }
+                rows.append(SnapshotChunk.Row(event: event, key: keyIndexes.map { values[$0] ?? "" }))
+            }
+        }
+
         try await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         let visibility: PGSnapshot
         let walInsert: String?
-        let result: QueryResult
         do {
             // The transaction's snapshot is taken by its first statement: this one, so the rows below show
             // exactly what it says.
@@ -70,32 +97,23 @@ public struct SnapshotChunkReader: Sendable {
             }
             visibility = snapshot
             walInsert = taken.first?[1]
-            result = try await connection.query(sql, parameters)
+            // Read through a cursor, a piece at a time, each FETCH sent before the previous piece is mapped and
+            // received while it is: PostgreSQL reads and libpq parses the next rows while these become events.
+            try await connection.query("DECLARE \(Self.cursorName) NO SCROLL CURSOR FOR \(sql)", parameters)
+            let fetch = "FETCH FORWARD \(Self.fetchSize) FROM \(Self.cursorName)"
+            var piece: QueryResult? = try await connection.query(fetch)
+            while let fetched = piece {
+                let isFull = fetched.rows.count == Self.fetchSize
+                if isFull { try await connection.send(fetch) }
+                async let following = isFull ? connection.receive() : nil
+                append(fetched)
+                piece = try await following
+                if piece?.rows.isEmpty == true { piece = nil }
+            }
             try await connection.execute("COMMIT")
         } catch {
             try? await connection.execute("ROLLBACK")
             throw error
-        }
-        let tenant = tenantColumn(name)
-        var rows: [SnapshotChunk.Row] = []
-        rows.reserveCapacity(result.rows.count)
-        var rowNumber = current.rows
-        let idPrefix = progress.eventIDPrefix(table: name), positionPrefix = progress.positionPrefix(table: name)
-        for values in result.rows {
-            var fields: [(String, JSONValue)] = []
-            fields.reserveCapacity(columns.count)
-            for (index, column) in columns.enumerated() {
-                fields.append((column.name, values[index].map { PGValueMapper.json(fromText: $0, kind: column.kind) } ?? .null))
-            }
-            let after = JSONObject(fields)
-            let key = PGValueMapper.key(of: after, table: table)
-            rowNumber += 1
-            var event = ChangeEvent(
-                id: idPrefix + (key.map { JSONEncoding.string(.object($0)) } ?? "null"), op: .read,
-                schema: table.schema, table: table.name, key: key, before: nil, after: after,
-                position: positionPrefix + String(rowNumber))
-            if let tenant, let value = after[tenant], value != .null { event.tenant = value.plainText }
-            rows.append(SnapshotChunk.Row(event: event, key: keyIndexes.map { values[$0] ?? "" }))
         }
         return (SnapshotChunk(table: name, visibility: visibility, rows: rows), walInsert)
     }

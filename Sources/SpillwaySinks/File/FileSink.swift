@@ -79,8 +79,8 @@ public final class FileSink: ChangeSink, @unchecked Sendable {
         guard !batch.isEmpty else { return }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(batch.count * 256)
-        for event in batch {
-            encoder.write(event, into: &buffer)
+        for index in batch.indices {  // not `for event in`: that copies each event (a retain per string)
+            encoder.write(batch[index], into: &buffer)
             buffer.append(0x0A)
         }
         // write and fsync block: they run on the sink's own queue, never on the cooperative pool.
