@@ -107,4 +107,29 @@ struct ChangeEventTests {
         let event = try ChangeEvent(json: value)
         #expect(event == ChangeEvent(id: "x", op: .delete, schema: "s", table: "t", position: "p"))
     }
+
+    @Test("an event is a value: a copy changed in any field, nested ones included, leaves the original as it was")
+    func copiesAreIndependent() {
+        let original = Self.update
+        var copy = original
+        #expect(copy == original)
+        #expect(copy.hashValue == original.hashValue)
+        copy.after?["price"] = .string("99.00")
+        copy.unchangedColumns.append("notes")
+        copy.tenant = nil
+        #expect(original.after?["price"] == .string("13.00"))
+        #expect(original.unchangedColumns.isEmpty)
+        #expect(original.tenant == "org-1")
+        #expect(copy.after?["price"] == .string("99.00"))
+        #expect(copy.unchangedColumns == ["notes"])
+        #expect(copy != original)
+        // Equal contents are equal events, however they were built.
+        var rebuilt = ChangeEvent(id: original.id, op: original.op, schema: original.schema, table: original.table,
+                                  key: original.key, before: original.before, after: original.after, txid: original.txid,
+                                  commitTime: original.commitTime, position: original.position, tenant: "org-1")
+        #expect(rebuilt == original)
+        #expect(rebuilt.hashValue == original.hashValue)
+        rebuilt.op = .delete
+        #expect(rebuilt != original)
+    }
 }

@@ -13,37 +13,141 @@ public struct ChangeEvent: Sendable, Hashable {
     }
 
     /// Stable across restarts and replays: the same change always has the same id, so consumers de-duplicate.
-    public var id: String
-    public var op: Operation
-    public var schema: String
-    public var table: String
+    public var id: String {
+        get { box.fields.id }
+        _modify { yield &fields.id }
+        set { fields.id = newValue }
+    }
+    public var op: Operation {
+        get { box.fields.op }
+        _modify { yield &fields.op }
+        set { fields.op = newValue }
+    }
+    public var schema: String {
+        get { box.fields.schema }
+        _modify { yield &fields.schema }
+        set { fields.schema = newValue }
+    }
+    public var table: String {
+        get { box.fields.table }
+        _modify { yield &fields.table }
+        set { fields.table = newValue }
+    }
     /// The primary-key columns of the row (of `after`, or of `before` for a delete); nil when the table has
     /// no primary key or for a truncate.
-    public var key: JSONObject?
+    public var key: JSONObject? {
+        get { box.fields.key }
+        _modify { yield &fields.key }
+        set { fields.key = newValue }
+    }
     /// The row before the change: nil for inserts and truncates.
-    public var before: JSONObject?
+    public var before: JSONObject? {
+        get { box.fields.before }
+        _modify { yield &fields.before }
+        set { fields.before = newValue }
+    }
     /// The row after the change: nil for deletes and truncates.
-    public var after: JSONObject?
+    public var after: JSONObject? {
+        get { box.fields.after }
+        _modify { yield &fields.after }
+        set { fields.after = newValue }
+    }
     /// The 64-bit transaction id (epoch-extended, as `pg_current_xact_id()` returns it).
-    public var txid: UInt64?
+    public var txid: UInt64? {
+        get { box.fields.txid }
+        _modify { yield &fields.txid }
+        set { fields.txid = newValue }
+    }
     /// ISO 8601 UTC, e.g. `2026-11-25T10:00:00.123456Z`.
-    public var commitTime: String?
+    public var commitTime: String? {
+        get { box.fields.commitTime }
+        _modify { yield &fields.commitTime }
+        set { fields.commitTime = newValue }
+    }
     /// Where in the source this change sits; its form depends on the source (see README).
-    public var position: String
+    public var position: String {
+        get { box.fields.position }
+        _modify { yield &fields.position }
+        set { fields.position = newValue }
+    }
     /// `app.current_org_id` of the writing session (audit_log), or the configured tenant column
     /// (replication).
-    public var tenant: String?
+    public var tenant: String? {
+        get { box.fields.tenant }
+        _modify { yield &fields.tenant }
+        set { fields.tenant = newValue }
+    }
     /// Columns left out of `after` because PostgreSQL did not send them: TOASTed values an update did not
     /// change (replication source). A sink must keep what it has for these, never treat them as null.
-    public var unchangedColumns: [String] = []
+    public var unchangedColumns: [String] {
+        get { box.fields.unchangedColumns }
+        _modify { yield &fields.unchangedColumns }
+        set { fields.unchangedColumns = newValue }
+    }
     /// For `op: message`: the logical decoding message (`pg_logical_emit_message`).
-    public var message: LogicalMessage?
+    public var message: LogicalMessage? {
+        get { box.fields.message }
+        _modify { yield &fields.message }
+        set { fields.message = newValue }
+    }
     /// Columns whose value was redacted (`source.tables[].mask: {col: redact}`): null in `before`/`after`
     /// because of the mask, not because the row holds null. JSON field `masked`, present when not empty.
-    public var maskedColumns: [String] = []
+    public var maskedColumns: [String] {
+        get { box.fields.maskedColumns }
+        _modify { yield &fields.maskedColumns }
+        set { fields.maskedColumns = newValue }
+    }
     /// For an insert into a `source.outbox` table: what the outbox router routes. JSON field `outbox`,
     /// present only then.
-    public var outbox: OutboxMessage?
+    public var outbox: OutboxMessage? {
+        get { box.fields.outbox }
+        _modify { yield &fields.outbox }
+        set { fields.outbox = newValue }
+    }
+
+    /// The stored properties, boxed: an event is copied at every stage it passes (batches, fan-out, sinks) and a
+    /// copy of the box is one retain where a copy of the fields was a dozen. Copied on write.
+    struct Fields: Sendable, Hashable {
+        var id: String
+        var op: Operation
+        var schema: String
+        var table: String
+        var key: JSONObject?
+        var before: JSONObject?
+        var after: JSONObject?
+        var txid: UInt64?
+        var commitTime: String?
+        var position: String
+        var tenant: String?
+        var unchangedColumns: [String] = []
+        var message: LogicalMessage?
+        var maskedColumns: [String] = []
+        var outbox: OutboxMessage?
+    }
+
+    // @unchecked Sendable: `fields` is only mutated through `ChangeEvent.fields`, which copies a shared box first.
+    // Unchecked exclusivity: a box is mutated only while uniquely referenced, so no two accesses can overlap,
+    // and the runtime check cost more than the copies the box saves (every sink reads every event's fields).
+    private final class Box: @unchecked Sendable {
+        @exclusivity(unchecked) var fields: Fields
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var box: Box
+
+    private var fields: Fields {
+        get { box.fields }
+        _modify {
+            if !isKnownUniquelyReferenced(&box) { box = Box(box.fields) }
+            yield &box.fields
+        }
+    }
+
+    public static func == (lhs: ChangeEvent, rhs: ChangeEvent) -> Bool {
+        lhs.box === rhs.box || lhs.box.fields == rhs.box.fields
+    }
+
+    public func hash(into hasher: inout Hasher) { box.fields.hash(into: &hasher) }
 
     /// The routed part of an outbox row.
     public struct OutboxMessage: Sendable, Hashable {
@@ -85,17 +189,8 @@ public struct ChangeEvent: Sendable, Hashable {
         key: JSONObject? = nil, before: JSONObject? = nil, after: JSONObject? = nil,
         txid: UInt64? = nil, commitTime: String? = nil, position: String, tenant: String? = nil
     ) {
-        self.id = id
-        self.op = op
-        self.schema = schema
-        self.table = table
-        self.key = key
-        self.before = before
-        self.after = after
-        self.txid = txid
-        self.commitTime = commitTime
-        self.position = position
-        self.tenant = tenant
+        box = Box(Fields(id: id, op: op, schema: schema, table: table, key: key, before: before, after: after,
+                         txid: txid, commitTime: commitTime, position: position, tenant: tenant))
     }
 
     /// `schema.table`, the name routing and filters use.
