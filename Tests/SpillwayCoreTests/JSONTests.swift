@@ -65,6 +65,17 @@ struct JSONTests {
         #expect(value == .string("q\"b\\s/b\u{08}f\u{0C}n\nr\rt\tAAe\u{E9}E\u{C9}"))
     }
 
+    @Test("a string's plain run before, between and after escapes is kept; a control character after a plain run is still rejected (offset: the byte after it, as before)")
+    func escapesAfterAPlainRun() throws {
+        #expect(try JSONParser.parse(#"{"k":"plain text then \"quoted\" and é\u00e9 then plain"}"#)
+                == .object(["k": .string("plain text then \"quoted\" and é\u{E9} then plain")]))
+        #expect(try JSONParser.parse(#"["abc","","\\","x\ny"]"#) == .array([.string("abc"), .string(""), .string("\\"), .string("x\ny")]))
+        #expect(throws: JSONParser.Error(offset: 6, problem: "control character in string")) {
+            try JSONParser.parse("\"abcd\u{01}\"")
+        }
+        #expect(throws: JSONParser.Error(offset: 6, problem: "unterminated string")) { try JSONParser.parse("\"abc\\n") }
+    }
+
     @Test func surrogatePairsDecodeToOneScalar() throws {
         let value = try JSONParser.parse(#""smile \ud83d\ude00 end""#)
         #expect(value == .string("smile \u{1F600} end"))

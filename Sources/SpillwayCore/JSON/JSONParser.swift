@@ -7,16 +7,23 @@ public struct JSONParser {
         public var description: String { "invalid JSON at byte \(offset): \(problem)" }
     }
 
-    private let bytes: [UInt8]
+    // The input, read in place: `parse` runs for every audit row's old and new data and every json column,
+    // so the text is neither copied into an array nor its strings built byte by byte.
+    private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
     private var depth = 0
     private static let maximumDepth = 512
 
     public static func parse(_ text: String) throws(Error) -> JSONValue {
-        try parse(Array(text.utf8))
+        var text = text
+        return try text.withUTF8 { bytes in Result { () throws(Error) -> JSONValue in try parse(buffer: bytes) } }.get()
     }
 
     public static func parse(_ bytes: [UInt8]) throws(Error) -> JSONValue {
+        try bytes.withUnsafeBufferPointer { bytes in Result { () throws(Error) -> JSONValue in try parse(buffer: bytes) } }.get()
+    }
+
+    private static func parse(buffer bytes: UnsafeBufferPointer<UInt8>) throws(Error) -> JSONValue {
         var parser = JSONParser(bytes: bytes)
         parser.skipWhitespace()
         let value = try parser.parseValue()
@@ -25,12 +32,16 @@ public struct JSONParser {
         return value
     }
 
-    private init(bytes: [UInt8]) { self.bytes = bytes }
+    private init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     private func error(_ problem: String) -> Error { Error(offset: index, problem: problem) }
 
     private mutating func skipWhitespace() {
-        while index < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[index]) { index += 1 }
+        while index < bytes.count {
+            let byte = bytes[index]
+            guard byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 else { return }
+            index += 1
+        }
     }
 
     private mutating func parseValue() throws(Error) -> JSONValue {
@@ -63,12 +74,11 @@ public struct JSONParser {
         try enter()
         defer { depth -= 1 }
         index += 1
-        var object = JSONObject()
-        var fields: [(String, JSONValue)] = []
+        var fields: [(name: String, value: JSONValue)] = []
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
-            return object
+            return JSONObject()
         }
         while true {
             skipWhitespace()
@@ -78,15 +88,14 @@ public struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
-            fields.append((key, try parseValue()))
+            fields.append((name: key, value: try parseValue()))
             skipWhitespace()
             guard index < bytes.count else { throw error("unterminated object") }
             if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
             if bytes[index] == UInt8(ascii: "}") { index += 1; break }
             throw error("expected ',' or '}'")
         }
-        object = JSONObject(fields)
-        return object
+        return JSONObject(fields: fields)
     }
 
     private mutating func parseArray() throws(Error) -> JSONValue {
@@ -131,14 +140,27 @@ public struct JSONParser {
             guard index < bytes.count, isDigit(bytes[index]) else { throw error("expected an exponent") }
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }
-        return String(decoding: bytes[start..<index], as: UTF8.self)
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
     }
 
     private func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
 
     private mutating func parseString() throws(Error) -> String {
         index += 1
+        // Most strings hold no escape: one scan to the closing quote, and the string is made from the input.
+        let start = index
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index - 1]), as: UTF8.self)
+            }
+            if byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            index += 1
+        }
         var out: [UInt8] = []
+        out.reserveCapacity(index - start + 16)
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
         while true {
             guard index < bytes.count else { throw error("unterminated string") }
             let byte = bytes[index]
@@ -170,7 +192,7 @@ public struct JSONParser {
                         scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                     }
                     guard let unicode = Unicode.Scalar(scalar) else { throw error("invalid unicode escape") }
-                    out.append(contentsOf: Array(String(Character(unicode)).utf8))
+                    UTF8.encode(unicode) { out.append($0) }
                 default:
                     throw error("invalid escape")
                 }

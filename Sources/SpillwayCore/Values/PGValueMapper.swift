@@ -88,7 +88,7 @@ public enum PGValueMapper {
     /// has (a dropped column, audit history) are kept at the end as they are.
     public static func normalize(jsonbRow row: JSONObject, table: TableInfo?) -> JSONObject {
         guard let table else { return row }
-        var fields: [(String, JSONValue)] = []
+        var fields: [(name: String, value: JSONValue)] = []
         fields.reserveCapacity(row.count)
         for column in table.columns where !column.isGenerated {
             guard let value = row[column.name] else { continue }
@@ -99,10 +99,14 @@ public enum PGValueMapper {
                 fields.append((column.name, normalize(jsonbValue: value, kind: column.kind)))
             }
         }
-        for field in row.fields where table.column(named: field.name) == nil {
-            fields.append((field.name, field.value))
+        // Fields no column matched (a column dropped since the row was written): only looked for when some are
+        // left, since this runs for every audit row.
+        if fields.count < row.count {
+            for field in row.fields where table.column(named: field.name) == nil {
+                fields.append((field.name, field.value))
+            }
         }
-        return JSONObject(fields)
+        return JSONObject(fields: fields)
     }
 
     /// The primary-key columns of `row`, in key order; nil when the table has no key or the row lacks one.
