@@ -64,7 +64,10 @@ public struct SnapshotChunkReader: Sendable {
         var rows: [SnapshotChunk.Row] = []
         rows.reserveCapacity(chunkSize)
         var rowNumber = current.rows
-        let idPrefix = progress.eventIDPrefix(table: name), positionPrefix = progress.positionPrefix(table: name)
+        let idPrefix = Array(progress.eventIDPrefix(table: name).utf8), positionPrefix = progress.positionPrefix(table: name)
+        // One buffer for every row's id: the id is built in it and copied into a string once.
+        var idBytes: [UInt8] = []
+        idBytes.reserveCapacity(idPrefix.count + 64)
         func append(_ result: QueryResult) {
             for values in result.rows {
                 var fields: [(name: String, value: JSONValue)] = []
@@ -72,11 +75,17 @@ public struct SnapshotChunkReader: Sendable {
                 for (index, column) in columns.enumerated() {
                     fields.append((column.name, values[index].map { PGValueMapper.json(fromText: $0, kind: column.kind) } ?? .null))
                 }
+                var keyColumns: [(name: String, value: JSONValue)] = []
+                keyColumns.reserveCapacity(keyIndexes.count)
+                for index in keyIndexes { keyColumns.append(fields[index]) }  // by position, not looked up by name
+                let key = JSONObject(fields: keyColumns)
+                idBytes.removeAll(keepingCapacity: true)
+                idBytes.append(contentsOf: idPrefix)
+                JSONEncoding.write(key, into: &idBytes)
                 let after = JSONObject(fields: fields)
-                let key = PGValueMapper.key(of: after, table: table)
                 rowNumber += 1
                 var event = ChangeEvent(
-                    id: idPrefix + (key.map { JSONEncoding.string(.object($0)) } ?? "null"), op: .read,
+                    id: String(decoding: idBytes, as: UTF8.self), op: .read,
                     schema: table.schema, table: table.name, key: key, before: nil, after: after,
                     position: positionPrefix + String(rowNumber))
                 if let tenant, let value = after[tenant], value != .null { event.tenant = value.plainText }
