@@ -76,6 +76,25 @@ struct JSONTests {
         #expect(throws: JSONParser.Error(offset: 6, problem: "unterminated string")) { try JSONParser.parse("\"abc\\n") }
     }
 
+    @Test("the word-at-a-time escape check finds every byte that needs escaping, at every offset, and nothing else")
+    func escapeCheckAgreesWithTheByteRule() {
+        for byte in 0...255 {
+            for length in 1...19 {
+                for offset in [0, length / 2, length - 1] {
+                    var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                    bytes[offset] = UInt8(byte)
+                    let expected = byte < 0x20 || byte == 0x22 || byte == 0x5C
+                    #expect(bytes.withUnsafeBufferPointer { JSONEncoding.needsEscaping($0) } == expected, "byte \(byte) at \(offset) of \(length)")
+                    // And the encoder's output for it parses back to the same string.
+                    let text = String(decoding: bytes, as: UTF8.self)
+                    #expect((try? JSONParser.parse(JSONEncoding.string(.string(text)))) == .string(text))
+                }
+            }
+        }
+        #expect([UInt8]().withUnsafeBufferPointer { JSONEncoding.needsEscaping($0) } == false)
+        #expect(Array("é 日本 \u{7F}".utf8).withUnsafeBufferPointer { JSONEncoding.needsEscaping($0) } == false, "UTF-8 and DEL stay as they are")
+    }
+
     @Test func surrogatePairsDecodeToOneScalar() throws {
         let value = try JSONParser.parse(#""smile \ud83d\ude00 end""#)
         #expect(value == .string("smile \u{1F600} end"))

@@ -7,11 +7,13 @@ struct NumberGrammarTests {
     func accepted(_ text: String) {
         #expect(PGValueMapper.isJSONNumber(text))
         #expect(PGValueMapper.json(fromText: text, kind: .float) == .number(text))
+        #expect(Array(text.utf8).withUnsafeBufferPointer { PGValueMapper.json(fromText: $0, kind: .integer) } == .number(text))
     }
 
     @Test("rejected, so they stay strings", arguments: ["", "-", "01", "1.", ".5", "1e", "+1", " 1", "1 ", "NaN", "Infinity", "-Infinity", "0x10", "1..2"])
     func rejected(_ text: String) {
         #expect(!PGValueMapper.isJSONNumber(text))
         #expect(PGValueMapper.json(fromText: text, kind: .float) == .string(text))
+        #expect(Array(text.utf8).withUnsafeBufferPointer { PGValueMapper.json(fromText: $0, kind: .integer) } == .string(text))
     }
 }

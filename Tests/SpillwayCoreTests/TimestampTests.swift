@@ -39,6 +39,9 @@ struct TimestampTests {
     ])
     func postgresTimestamptzToUTC(text: String, utc: String) {
         #expect(ISOTimestamp.utc(fromPostgres: text) == utc)
+        // A snapshot maps the bytes libpq holds: the same result.
+        let fromBytes = Array(text.utf8).withUnsafeBufferPointer { PGValueMapper.json(fromText: $0, kind: .timestampWithTimeZone) }
+        #expect(fromBytes == .string(utc))
     }
 
     @Test(arguments: [
@@ -47,6 +50,8 @@ struct TimestampTests {
     ])
     func textItDoesNotUnderstandIsNil(text: String) {
         #expect(ISOTimestamp.utc(fromPostgres: text) == nil)
+        let fromBytes = Array(text.utf8).withUnsafeBufferPointer { PGValueMapper.json(fromText: $0, kind: .timestampWithTimeZone) }
+        #expect(fromBytes == .string(text), "kept as PostgreSQL's text")
     }
 
     @Test(arguments: [

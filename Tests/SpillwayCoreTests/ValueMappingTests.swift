@@ -2,9 +2,14 @@ import Testing
 @testable import SpillwayCore
 
 /// The JSON text a value in PostgreSQL's text output format becomes, for a built-in type OID.
+/// The value mapped from its text, after checking that mapping its bytes in place (a snapshot's path)
+/// gives the same JSON.
 private func mapped(_ text: String, oid: UInt32) throws -> String {
     let kind = try #require(PGTypeKind(builtinOID: oid), "OID \(oid) should be built in")
-    return JSONEncoding.string(PGValueMapper.json(fromText: text, kind: kind))
+    let fromText = PGValueMapper.json(fromText: text, kind: kind)
+    let fromBytes = Array(text.utf8).withUnsafeBufferPointer { PGValueMapper.json(fromText: $0, kind: kind) }
+    #expect(fromBytes == fromText, "\(oid) \(text): the bytes and the text map alike")
+    return JSONEncoding.string(fromText)
 }
 
 @Suite("PostgreSQL text values to JSON")

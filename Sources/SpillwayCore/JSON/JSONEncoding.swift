@@ -17,8 +17,8 @@ public enum JSONEncoding {
 
     public static func write(_ value: JSONValue, into out: inout [UInt8]) {
         switch value {
-        case .null: out.append(contentsOf: "null".utf8)
-        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .null: writeLiteral("null", into: &out)
+        case .bool(let b): writeLiteral(b ? "true" : "false", into: &out)
         case .number(let literal): out.append(contentsOf: literal.utf8)
         case .string(let s): writeString(s, into: &out)
         case .array(let items):
@@ -51,6 +51,37 @@ public enum JSONEncoding {
         out.append(UInt8(ascii: "}"))
     }
 
+    /// A literal's bytes in one append (a `String`'s UTF-8 view would be walked as a generic sequence).
+    @inline(__always)
+    public static func writeLiteral(_ literal: StaticString, into out: inout [UInt8]) {
+        literal.withUTF8Buffer { out.append(contentsOf: $0) }
+    }
+
+    /// Whether any byte is a control character, `"` or `\`. Word at a time (the classic "has a byte less than n"
+    /// and "has a zero byte" bit tricks): a row's strings are scanned once per event and per sink.
+    @inline(__always)
+    static func needsEscaping(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        func hasZeroByte(_ word: UInt64) -> Bool { (word &- ones) & ~word & highs != 0 }
+        var index = 0
+        let raw = UnsafeRawBufferPointer(bytes)
+        while index + 8 <= bytes.count {
+            let word = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            // A byte below 0x20: (word - 0x20 in each byte) sets its high bit where the byte was below 0x20 and
+            // had none; `"` (0x22) and `\` (0x5C): a zero byte after XOR with their pattern.
+            if (word &- ones &* 0x20) & ~word & highs != 0 || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C)) {
+                return true
+            }
+            index += 8
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte < 0x20 || byte == 0x22 || byte == 0x5C { return true }
+            index += 1
+        }
+        return false
+    }
+
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
     public static func writeString(_ s: String, into out: inout [UInt8]) {
@@ -64,7 +95,12 @@ public enum JSONEncoding {
     }
 
     private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
-        // Copies runs that need no escaping in one go: most strings are one such run.
+        // Most strings need no escaping at all: found eight bytes at a time, and copied in one append.
+        if !needsEscaping(bytes) {
+            out.append(contentsOf: bytes)
+            return
+        }
+        // Copies runs that need no escaping in one go.
         var runStart = 0
         for (index, byte) in bytes.enumerated() where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
             out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))

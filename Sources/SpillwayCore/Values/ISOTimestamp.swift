@@ -68,34 +68,38 @@ public enum ISOTimestamp {
     /// and a zero offset (`2026-01-02 03:04:05.123+00`, `2026-01-02T03:04:05.123+00:00`) need no calendar
     /// arithmetic, only the `T` and the `Z`. This runs for every timestamptz value of every row.
     private static func utcWithoutOffset(_ text: String) -> String? {
-        let utf8 = text.utf8
-        let count = utf8.count
+        var text = text
+        return text.withUTF8 { utcWithoutOffset($0) }
+    }
+
+    /// The same, from the bytes where libpq holds them: the result is the one string made.
+    static func utcWithoutOffset(_ b: UnsafeBufferPointer<UInt8>) -> String? {
+        let count = b.count
         guard count >= 22, count <= 35 else { return nil }
-        return utf8.withContiguousStorageIfAvailable { b -> String? in
-            var end = count
-            if b[end - 6] == UInt8(ascii: "+"), b[end - 5] == 0x30, b[end - 4] == 0x30, b[end - 3] == UInt8(ascii: ":"),
-               b[end - 2] == 0x30, b[end - 1] == 0x30 {
-                end -= 6
-            } else if b[end - 3] == UInt8(ascii: "+"), b[end - 2] == 0x30, b[end - 1] == 0x30 {
-                end -= 3
-            } else {
-                return nil
-            }
-            guard end >= 19, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"),
-                  b[10] == UInt8(ascii: " ") || b[10] == UInt8(ascii: "T"), b[13] == UInt8(ascii: ":"), b[16] == UInt8(ascii: ":")
-            else { return nil }
-            for i in [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18] where !isDigit(b[i]) { return nil }
-            if end > 19 {
-                guard b[19] == UInt8(ascii: "."), end > 20 else { return nil }
-                for i in 20..<end where !isDigit(b[i]) { return nil }
-            }
-            return String(unsafeUninitializedCapacity: end + 1) { out in
-                for i in 0..<end { out[i] = b[i] }
-                out[10] = UInt8(ascii: "T")
-                out[end] = UInt8(ascii: "Z")
-                return end + 1
-            }
-        } ?? nil
+        var end = count
+        if b[end - 6] == UInt8(ascii: "+"), b[end - 5] == 0x30, b[end - 4] == 0x30, b[end - 3] == UInt8(ascii: ":"),
+           b[end - 2] == 0x30, b[end - 1] == 0x30 {
+            end -= 6
+        } else if b[end - 3] == UInt8(ascii: "+"), b[end - 2] == 0x30, b[end - 1] == 0x30 {
+            end -= 3
+        } else {
+            return nil
+        }
+        guard end >= 19, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"),
+              b[10] == UInt8(ascii: " ") || b[10] == UInt8(ascii: "T"), b[13] == UInt8(ascii: ":"), b[16] == UInt8(ascii: ":")
+        else { return nil }
+        // Digit positions of `YYYY-MM-DD HH:MM:SS`: every one but the separators checked above.
+        for i in 0..<19 where i != 4 && i != 7 && i != 10 && i != 13 && i != 16 && !isDigit(b[i]) { return nil }
+        if end > 19 {
+            guard b[19] == UInt8(ascii: "."), end > 20 else { return nil }
+            for i in 20..<end where !isDigit(b[i]) { return nil }
+        }
+        return String(unsafeUninitializedCapacity: end + 1) { out in
+            for i in 0..<end { out[i] = b[i] }
+            out[10] = UInt8(ascii: "T")
+            out[end] = UInt8(ascii: "Z")
+            return end + 1
+        }
     }
 
     /// `2026-01-02T03:04:05.123456Z` (an event's `commit_time`) → seconds since 1970-01-01 UTC. Nil for any

@@ -41,6 +41,30 @@ public enum PGValueMapper {
         }
     }
 
+    /// The same mapping from the value's bytes where libpq holds them (a snapshot chunk's rows): the common
+    /// kinds make their one string straight from the bytes, the rest go through the text form above.
+    public static func json(fromText bytes: UnsafeBufferPointer<UInt8>, kind: PGTypeKind) -> JSONValue {
+        switch kind {
+        case .boolean where bytes.count == 1 && bytes[0] == UInt8(ascii: "t"):
+            return .bool(true)
+        case .boolean where bytes.count == 1 && bytes[0] == UInt8(ascii: "f"):
+            return .bool(false)
+        case .integer, .float:
+            let text = String(decoding: bytes, as: UTF8.self)
+            return isJSONNumber(bytes) ? .number(text) : .string(text)
+        case .numeric, .text:
+            return .string(String(decoding: bytes, as: UTF8.self))
+        case .timestampWithTimeZone:
+            if let fast = ISOTimestamp.utcWithoutOffset(bytes) { return .string(fast) }
+            return json(fromText: String(decoding: bytes, as: UTF8.self), kind: kind)
+        case .array(let element):
+            guard let items = PGArrayLiteral.parse(bytes) else { return .string(String(decoding: bytes, as: UTF8.self)) }
+            return arrayJSON(items, element: element)
+        default:
+            return json(fromText: String(decoding: bytes, as: UTF8.self), kind: kind)
+        }
+    }
+
     private static func arrayJSON(_ items: [PGArrayLiteral.Item], element: PGTypeKind) -> JSONValue {
         .array(items.map { item in
             switch item {
@@ -123,28 +147,30 @@ public enum PGValueMapper {
 
     /// RFC 8259's number grammar, checked byte by byte: this runs for every numeric column of every row.
     static func isJSONNumber(_ text: String) -> Bool {
-        var utf8 = text.utf8[...]
+        var text = text
+        return text.withUTF8 { isJSONNumber($0) }
+    }
+
+    static func isJSONNumber(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 0
         func digits() -> Int {
-            var count = 0
-            while let byte = utf8.first, byte >= 0x30, byte <= 0x39 { utf8.removeFirst(); count += 1 }
-            return count
+            let start = i
+            while i < bytes.count, bytes[i] >= 0x30, bytes[i] <= 0x39 { i += 1 }
+            return i - start
         }
-        if utf8.first == UInt8(ascii: "-") { utf8.removeFirst() }
-        if utf8.first == UInt8(ascii: "0") {
-            utf8.removeFirst()
-        } else if digits() == 0 {
-            return false
+        func next(_ byte: UInt8) -> Bool {
+            guard i < bytes.count, bytes[i] == byte else { return false }
+            i += 1
+            return true
         }
-        if utf8.first == UInt8(ascii: ".") {
-            utf8.removeFirst()
-            guard digits() > 0 else { return false }
+        _ = next(UInt8(ascii: "-"))
+        if !next(UInt8(ascii: "0")), digits() == 0 { return false }
+        if next(UInt8(ascii: ".")), digits() == 0 { return false }
+        if next(UInt8(ascii: "e")) || next(UInt8(ascii: "E")) {
+            if !next(UInt8(ascii: "+")) { _ = next(UInt8(ascii: "-")) }
+            if digits() == 0 { return false }
         }
-        if utf8.first == UInt8(ascii: "e") || utf8.first == UInt8(ascii: "E") {
-            utf8.removeFirst()
-            if utf8.first == UInt8(ascii: "+") || utf8.first == UInt8(ascii: "-") { utf8.removeFirst() }
-            guard digits() > 0 else { return false }
-        }
-        return utf8.isEmpty
+        return i == bytes.count
     }
 }
 
@@ -203,13 +229,18 @@ public enum PGArrayLiteral {
 
     /// Nil when `text` is not an array literal (e.g. one with explicit bounds, `[0:1]={1,2}`).
     public static func parse(_ text: String) -> [Item]? {
-        let bytes = Array(text.utf8)
+        var text = text
+        return text.withUTF8 { parse($0) }
+    }
+
+    /// The same, from the bytes where libpq holds them.
+    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> [Item]? {
         var index = 0
         guard let items = parseArray(bytes, &index), index == bytes.count else { return nil }
         return items
     }
 
-    private static func parseArray(_ b: [UInt8], _ i: inout Int) -> [Item]? {
+    private static func parseArray(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) -> [Item]? {
         guard i < b.count, b[i] == UInt8(ascii: "{") else { return nil }
         i += 1
         var items: [Item] = []

@@ -55,6 +55,33 @@ public struct QueryResult: Sendable {
     public var first: [String?]? { rows.first }
 }
 
+/// The rows of one result where libpq holds them: values are read in place, without a `String` per value.
+/// A value's bytes are valid while this result lives (hold it with `withExtendedLifetime` while reading).
+public final class PostgresResult: @unchecked Sendable {
+    // @unchecked Sendable: immutable after init; libpq's PGresult is read-only and not tied to a connection.
+    private let result: OpaquePointer
+    public let count: Int
+    public let columnCount: Int
+
+    fileprivate init(_ result: OpaquePointer) {
+        self.result = result
+        count = Int(PQntuples(result))
+        columnCount = Int(PQnfields(result))
+    }
+
+    deinit { PQclear(result) }
+
+    /// The value's text-format bytes, or nil for SQL NULL.
+    @inline(__always)
+    public func value(row: Int, column: Int) -> UnsafeBufferPointer<UInt8>? {
+        PostgresConnection.value(of: result, row: row, column: column)
+    }
+
+    public func string(row: Int, column: Int) -> String? {
+        value(row: row, column: column).map { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
 /// One libpq connection. Every call runs on the connection's own serial queue, never on Swift's cooperative
 /// pool, because libpq blocks; the queue is also what makes the handle safe to share.
 public final class PostgresConnection: @unchecked Sendable {
@@ -198,6 +225,28 @@ public final class PostgresConnection: @unchecked Sendable {
             }
             guard let outcome else { throw PostgresError(message: "no result was pending: \(Self.errorMessage(handle))") }
             return try outcome.get()
+        }
+    }
+
+    /// The result of the statement `send` sent, as libpq holds it (no value is copied out). When it has at
+    /// least `next.ifRows` rows, `next.sql` is sent before this returns, so the server works on the next piece
+    /// of a cursor while the caller reads this one.
+    public func receiveResult(thenSending next: (sql: String, ifRows: Int)? = nil) async throws -> PostgresResult {
+        try await onQueue { handle in
+            var first: PostgresResult?
+            var failure: (any Error)?
+            while let result = PQgetResult(handle) {
+                if first == nil, failure == nil {
+                    if let error = Self.failure(of: result, handle: handle) { failure = error } else { first = PostgresResult(result); continue }
+                }
+                PQclear(result)
+            }
+            if let failure { throw failure }
+            guard let first else { throw PostgresError(message: "no result was pending: \(Self.errorMessage(handle))") }
+            if let next, first.count >= next.ifRows, PQsendQuery(handle, next.sql) != 1 {
+                throw PostgresError(message: Self.errorMessage(handle))
+            }
+            return first
         }
     }
 
@@ -397,28 +446,38 @@ public final class PostgresConnection: @unchecked Sendable {
                 var values: [String?] = []
                 values.reserveCapacity(columnCount)
                 for column in 0..<columnCount {
-                    if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
-                        values.append(nil)
-                    } else {
-                        // The length libpq already knows: no strlen over every value of every row.
-                        let bytes = UnsafeRawPointer(PQgetvalue(result, Int32(row), Int32(column))!)
-                        let count = Int(PQgetlength(result, Int32(row), Int32(column)))
-                        values.append(String(decoding: UnsafeRawBufferPointer(start: bytes, count: count).bindMemory(to: UInt8.self),
-                                             as: UTF8.self))
-                    }
+                    values.append(value(of: result, row: row, column: column).map { String(decoding: $0, as: UTF8.self) })
                 }
                 rows.append(values)
             }
             return QueryResult(columns: columns, rows: rows, affectedRows: rowCount)
+        default:
+            throw failure(of: result, handle: handle) ?? PostgresError(message: errorMessage(handle))
+        }
+    }
+
+    /// A value's text-format bytes in libpq's memory, or nil for SQL NULL.
+    @inline(__always)
+    fileprivate static func value(of result: OpaquePointer, row: Int, column: Int) -> UnsafeBufferPointer<UInt8>? {
+        if PQgetisnull(result, Int32(row), Int32(column)) == 1 { return nil }
+        // The length libpq already knows: no strlen over every value of every row.
+        let start = UnsafeRawPointer(PQgetvalue(result, Int32(row), Int32(column))!).assumingMemoryBound(to: UInt8.self)
+        return UnsafeBufferPointer(start: start, count: Int(PQgetlength(result, Int32(row), Int32(column))))
+    }
+
+    /// The error a result reports; nil when it succeeded.
+    private static func failure(of result: OpaquePointer, handle: OpaquePointer) -> PostgresError? {
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY, PGRES_TUPLES_OK:
+            return nil
         default:
             func field(_ code: Character) -> String? {
                 guard let value = PQresultErrorField(result, Int32(code.asciiValue!)) else { return nil }
                 return String(cString: value)
             }
             let message = field("M") ?? String(cString: PQresultErrorMessage(result)).trimmingCharacters(in: .whitespacesAndNewlines)
-            let sqlState = field("C")
-            throw PostgresError(message: message.isEmpty ? errorMessage(handle) : message,
-                                sqlState: sqlState, detail: field("D"), hint: field("H"))
+            return PostgresError(message: message.isEmpty ? errorMessage(handle) : message,
+                                 sqlState: field("C"), detail: field("D"), hint: field("H"))
         }
     }
 }

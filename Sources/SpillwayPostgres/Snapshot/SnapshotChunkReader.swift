@@ -60,38 +60,9 @@ public struct SnapshotChunkReader: Sendable {
         if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
         sql += " ORDER BY \(keyList) LIMIT \(chunkSize)"
 
-        let tenant = tenantColumn(name)
-        var rows: [SnapshotChunk.Row] = []
-        rows.reserveCapacity(chunkSize)
-        var rowNumber = current.rows
-        let idPrefix = Array(progress.eventIDPrefix(table: name).utf8), positionPrefix = progress.positionPrefix(table: name)
-        // One buffer for every row's id: the id is built in it and copied into a string once.
-        var idBytes: [UInt8] = []
-        idBytes.reserveCapacity(idPrefix.count + 64)
-        func append(_ result: QueryResult) {
-            for values in result.rows {
-                var fields: [(name: String, value: JSONValue)] = []
-                fields.reserveCapacity(columns.count)
-                for (index, column) in columns.enumerated() {
-                    fields.append((column.name, values[index].map { PGValueMapper.json(fromText: $0, kind: column.kind) } ?? .null))
-                }
-                var keyColumns: [(name: String, value: JSONValue)] = []
-                keyColumns.reserveCapacity(keyIndexes.count)
-                for index in keyIndexes { keyColumns.append(fields[index]) }  // by position, not looked up by name
-                let key = JSONObject(fields: keyColumns)
-                idBytes.removeAll(keepingCapacity: true)
-                idBytes.append(contentsOf: idPrefix)
-                JSONEncoding.write(key, into: &idBytes)
-                let after = JSONObject(fields: fields)
-                rowNumber += 1
-                var event = ChangeEvent(
-                    id: String(decoding: idBytes, as: UTF8.self), op: .read,
-                    schema: table.schema, table: table.name, key: key, before: nil, after: after,
-                    position: positionPrefix + String(rowNumber))
-                if let tenant, let value = after[tenant], value != .null { event.tenant = value.plainText }
-                rows.append(SnapshotChunk.Row(event: event, key: keyIndexes.map { values[$0] ?? "" }))
-            }
-        }
+        var mapper = ChunkRowMapper(table: table, columns: columns, keyIndexes: keyIndexes, tenant: tenantColumn(name),
+                                    idPrefix: progress.eventIDPrefix(table: name), positionPrefix: progress.positionPrefix(table: name),
+                                    firstRowNumber: current.rows, capacity: chunkSize)
 
         try await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         let visibility: PGSnapshot
@@ -106,24 +77,84 @@ public struct SnapshotChunkReader: Sendable {
             }
             visibility = snapshot
             walInsert = taken.first?[1]
-            // Read through a cursor, a piece at a time, each FETCH sent before the previous piece is mapped and
-            // received while it is: PostgreSQL reads and libpq parses the next rows while these become events.
+            // Read through a cursor, a piece at a time: each FETCH is sent before the previous piece is mapped,
+            // so PostgreSQL reads the next rows while these become events (read where libpq holds them).
             try await connection.query("DECLARE \(Self.cursorName) NO SCROLL CURSOR FOR \(sql)", parameters)
             let fetch = "FETCH FORWARD \(Self.fetchSize) FROM \(Self.cursorName)"
-            var piece: QueryResult? = try await connection.query(fetch)
-            while let fetched = piece {
-                let isFull = fetched.rows.count == Self.fetchSize
-                if isFull { try await connection.send(fetch) }
-                async let following = isFull ? connection.receive() : nil
-                append(fetched)
-                piece = try await following
-                if piece?.rows.isEmpty == true { piece = nil }
+            try await connection.send(fetch)
+            while true {
+                let piece = try await connection.receiveResult(thenSending: (fetch, Self.fetchSize))
+                withExtendedLifetime(piece) { mapper.append(piece) }
+                if piece.count < Self.fetchSize { break }
             }
             try await connection.execute("COMMIT")
         } catch {
             try? await connection.execute("ROLLBACK")
             throw error
         }
-        return (SnapshotChunk(table: name, visibility: visibility, rows: rows), walInsert)
+        return (SnapshotChunk(table: name, visibility: visibility, rows: mapper.takeRows()), walInsert)
+    }
+}
+
+/// Makes a chunk's `read` events from its rows as libpq holds them, one FETCH after another.
+private struct ChunkRowMapper {
+    private let table: TableInfo
+    private let columns: [ColumnInfo]
+    private let keyIndexes: [Int]
+    private let tenantIndex: Int?
+    private let idPrefix: [UInt8]
+    private let positionPrefix: String
+    private var rowNumber: Int64
+    private var rows: [SnapshotChunk.Row] = []
+    /// One buffer for every row's id: the id is built in it and copied into a string once.
+    private var idBytes: [UInt8] = []
+
+    init(table: TableInfo, columns: [ColumnInfo], keyIndexes: [Int], tenant: String?, idPrefix: String,
+         positionPrefix: String, firstRowNumber: Int64, capacity: Int) {
+        self.table = table
+        self.columns = columns
+        self.keyIndexes = keyIndexes
+        self.tenantIndex = tenant.flatMap { tenant in columns.firstIndex { $0.name == tenant } }
+        self.idPrefix = Array(idPrefix.utf8)
+        self.positionPrefix = positionPrefix
+        self.rowNumber = firstRowNumber
+        rows.reserveCapacity(capacity)
+        idBytes.reserveCapacity(self.idPrefix.count + 64)
+    }
+
+    /// Maps every row of one FETCH.
+    mutating func append(_ result: PostgresResult) {
+        for row in 0..<result.count {
+            var fields: [(name: String, value: JSONValue)] = []
+            fields.reserveCapacity(columns.count)
+            for (index, column) in columns.enumerated() {
+                fields.append((column.name, result.value(row: row, column: index).map { PGValueMapper.json(fromText: $0, kind: column.kind) } ?? .null))
+            }
+            var keyColumns: [(name: String, value: JSONValue)] = []
+            keyColumns.reserveCapacity(keyIndexes.count)
+            var keyText: [String] = []
+            keyText.reserveCapacity(keyIndexes.count)
+            for index in keyIndexes {  // by position, not looked up by name
+                keyColumns.append(fields[index])
+                keyText.append(result.string(row: row, column: index) ?? "")
+            }
+            let key = JSONObject(fields: keyColumns)
+            idBytes.removeAll(keepingCapacity: true)
+            idBytes.append(contentsOf: idPrefix)
+            JSONEncoding.write(key, into: &idBytes)
+            rowNumber += 1
+            var event = ChangeEvent(
+                id: String(decoding: idBytes, as: UTF8.self), op: .read,
+                schema: table.schema, table: table.name, key: key, before: nil, after: JSONObject(fields: fields),
+                position: positionPrefix + String(rowNumber))
+            if let tenantIndex, fields[tenantIndex].value != .null { event.tenant = fields[tenantIndex].value.plainText }
+            rows.append(SnapshotChunk.Row(event: event, key: keyText))
+        }
+    }
+
+    mutating func takeRows() -> [SnapshotChunk.Row] {
+        var taken: [SnapshotChunk.Row] = []
+        swap(&taken, &rows)
+        return taken
     }
 }
