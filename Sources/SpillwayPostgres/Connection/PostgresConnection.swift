@@ -250,6 +250,15 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// Runs statements without parameters in one round trip and returns the last one's rows (`BEGIN; SELECT
+    /// ...`: a transaction and its first query at once).
+    @discardableResult
+    public func queryScript(_ sql: String) async throws -> QueryResult {
+        try await onQueue { handle in
+            try Self.consume(PQexec(handle, sql), handle: handle)
+        }
+    }
+
     /// Runs one or more statements without parameters (DDL scripts).
     public func execute(_ sql: String) async throws {
         try await onQueue { handle in

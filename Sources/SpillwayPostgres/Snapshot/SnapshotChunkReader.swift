@@ -64,14 +64,14 @@ public struct SnapshotChunkReader: Sendable {
                                     idPrefix: progress.eventIDPrefix(table: name), positionPrefix: progress.positionPrefix(table: name),
                                     firstRowNumber: current.rows, capacity: chunkSize)
 
-        try await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         let visibility: PGSnapshot
         let walInsert: String?
         do {
             // The transaction's snapshot is taken by its first statement: this one, so the rows below show
-            // exactly what it says.
-            let taken = try await connection.query(
-                "SELECT pg_current_snapshot()::text, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END")
+            // exactly what it says. One round trip for both: a chunk's fixed cost is a few of them.
+            let taken = try await connection.queryScript(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                    + "SELECT pg_current_snapshot()::text, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END")
             guard let text = taken.first?[0], let snapshot = PGSnapshot(text) else {
                 throw PostgresError(message: "pg_current_snapshot() returned no snapshot")
             }
@@ -82,10 +82,14 @@ public struct SnapshotChunkReader: Sendable {
             try await connection.query("DECLARE \(Self.cursorName) NO SCROLL CURSOR FOR \(sql)", parameters)
             let fetch = "FETCH FORWARD \(Self.fetchSize) FROM \(Self.cursorName)"
             try await connection.send(fetch)
+            var received = 0
             while true {
-                let piece = try await connection.receiveResult(thenSending: (fetch, Self.fetchSize))
+                // No FETCH after the one that completes the chunk: the cursor's LIMIT says nothing follows.
+                let next = received + Self.fetchSize < chunkSize ? (fetch, Self.fetchSize) : nil
+                let piece = try await connection.receiveResult(thenSending: next)
                 withExtendedLifetime(piece) { mapper.append(piece) }
-                if piece.count < Self.fetchSize { break }
+                received += piece.count
+                if piece.count < Self.fetchSize || next == nil { break }
             }
             try await connection.execute("COMMIT")
         } catch {
