@@ -275,11 +275,16 @@ struct FieldCasesTests {
             let limited = Process()
             limited.executableURL = URL(fileURLWithPath: "/bin/bash")
             limited.arguments = ["-c", "ulimit -f 8; exec \"$0\" run --config \"$1\"", TestEnvironment.binary, configPath]
-            let errors = Pipe()
-            limited.standardError = errors
+            // Its log goes to a file: a pipe nobody reads would block the runner once it filled.
+            let errorsPath = NSTemporaryDirectory() + "spillway-fullfs-\(kind)-\(getpid()).log"
+            _ = FileManager.default.createFile(atPath: errorsPath, contents: nil)
+            defer { try? FileManager.default.removeItem(atPath: errorsPath) }
+            limited.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorsPath))
+            limited.standardInput = FileHandle.nullDevice
             try limited.run()
             defer { if limited.isRunning { kill(limited.processIdentifier, SIGKILL) } }
-            _ = try await waitForStatus(configPath, "the sink's error") { status in
+            // A hang guard, not a speed bound: the whole suite at once once kept a start-up past 30 s.
+            _ = try await waitForStatus(configPath, timeout: .seconds(90), "the sink's error") { status in
                 status["last_error"]?.stringValue?.contains(sink) == true
             }
             kill(limited.processIdentifier, SIGTERM)
