@@ -54,6 +54,27 @@ struct SnapshotTests {
         #expect(!snapshot.hasSameVisibility(as: try #require(PGSnapshot("10:21:12,15,20"))))
     }
 
+    @Test("same visibility but for ignored transactions: only those may have finished in between")
+    func sameVisibilityIgnoringOwnTransactions() throws {
+        let older = try #require(PGSnapshot("10:20:12,15"))
+        // 20 (ignored) committed; 21 started and runs.
+        #expect(older.hasSameVisibility(as: try #require(PGSnapshot("10:22:12,15,21")), ignoring: [20]))
+        #expect(older.hasSameVisibility(as: try #require(PGSnapshot("10:21:12,15")), ignoring: [20]))
+        // 20 and 21 finished, only 20 ignored.
+        #expect(!older.hasSameVisibility(as: try #require(PGSnapshot("10:22:12,15")), ignoring: [20]))
+        // 12, running before, finished: not ignored.
+        #expect(!older.hasSameVisibility(as: try #require(PGSnapshot("10:21:15")), ignoring: [20]))
+        #expect(older.hasSameVisibility(as: try #require(PGSnapshot("15:21:15")), ignoring: [12, 20]))
+        // Nothing ignored: the plain rule.
+        #expect(!older.hasSameVisibility(as: try #require(PGSnapshot("10:21:12,15")), ignoring: []))
+        // A snapshot that hides what the older one showed is not "the same".
+        #expect(!older.hasSameVisibility(as: try #require(PGSnapshot("10:21:12,15,18")), ignoring: [20]))
+        // Far apart: false without looking at every id.
+        #expect(!older.hasSameVisibility(as: try #require(PGSnapshot("10:1000:12,15")), ignoring: Array(20..<1000)))
+        // An older snapshot given as the newer one.
+        #expect(!(try #require(PGSnapshot("10:21:12,15"))).hasSameVisibility(as: older, ignoring: [20]))
+    }
+
     @Test(arguments: [1, 2, 3, 4, 1_000, UInt64(Int64.max), UInt64.max] as [UInt64])
     func originSeesNothing(xid: UInt64) {
         #expect(!PGSnapshot.origin.isVisible(xid))

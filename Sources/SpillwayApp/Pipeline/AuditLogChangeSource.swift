@@ -90,8 +90,9 @@ final class AuditLogChangeSource: ChangeSource, @unchecked Sendable {
 
     /// `outboxRows` (`source.outbox.delete_after`) are deleted by the checkpoint's own statement.
     func save(_ cursor: AuditLogCursor, lastEventPosition: String?, events: Int, outboxRows: [OutboxRow]) async throws {
-        try await checkpoints.save(consumer: config.consumer, cursor: cursor, position: lastEventPosition,
-                                   deliveredEvents: events, deletingOutboxRows: outboxRows, on: control)
+        let saved = try await checkpoints.save(consumer: config.consumer, cursor: cursor, position: lastEventPosition,
+                                               deliveredEvents: events, deletingOutboxRows: outboxRows, on: control)
+        if let saved { reader.noteOwnTransaction(saved) }
         if cursor.snapshot?.backfill != nil, recordedBackfill.withLock({ $0 }) != cursor.snapshot {
             try await BackfillPoller.record(cursor.snapshot, config: config, logger: logger, on: control)
             recordedBackfill.withLock { $0 = cursor.snapshot }

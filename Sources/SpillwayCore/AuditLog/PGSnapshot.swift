@@ -53,4 +53,18 @@ public struct PGSnapshot: Sendable, Hashable, CustomStringConvertible {
     public func hasSameVisibility(as newer: PGSnapshot) -> Bool {
         xmax == newer.xmax && running == newer.running
     }
+
+    /// The same, except that transactions in `ignored` may have finished in between: ones known to have
+    /// written nothing a batch reads (Spillway's own checkpoint saves and WAL flushes write no audit row).
+    /// Only a few transactions apart: past 64 new ids, false (a batch is read, as without this).
+    public func hasSameVisibility(as newer: PGSnapshot, ignoring ignored: [UInt64]) -> Bool {
+        if hasSameVisibility(as: newer) { return true }
+        guard !ignored.isEmpty, newer.xmax >= xmax, newer.xmax - xmax <= 64 else { return false }
+        // Visible in `newer` and not here: each must be ignored.
+        for xid in running where newer.isVisible(xid) && !ignored.contains(xid) { return false }
+        for xid in xmax..<newer.xmax where newer.isVisible(xid) && !ignored.contains(xid) { return false }
+        // Visible here and not in `newer`: never, for a snapshot taken later.
+        for xid in newer.running where isVisible(xid) { return false }
+        return true
+    }
 }

@@ -1,5 +1,6 @@
 import Logging
 import SpillwayCore
+import Synchronization
 
 /// Events read from the audit table, and where the consumer stands once they are acknowledged.
 public struct AuditLogBatch: Sendable {
@@ -18,6 +19,7 @@ public struct AuditLogBatch: Sendable {
 /// LISTENs for the wake trigger's NOTIFY.
 public final class AuditLogReader: @unchecked Sendable {
     // @unchecked Sendable: used by one task at a time (the pipeline's loop); the connection serialises I/O.
+    // `noteOwnTransaction` is the exception: the checkpointer calls it, under `ownTransactions`' Mutex.
     private let config: SpillwayConfig
     private let names: AuditLogSchema
     private let connection: PostgresConnection
@@ -44,6 +46,10 @@ public final class AuditLogReader: @unchecked Sendable {
     /// so it follows every change it shows and precedes every change it does not (`SnapshotChunk`).
     private var heldChunk: SnapshotEmission?
     private var heldChunkVisibility: PGSnapshot?
+    /// The last transactions of this consumer's own that wrote no audit row (checkpoint saves, WAL flushes): a
+    /// snapshot that differs from the last batch's only by them needs no batch read, so a snapshot chunk
+    /// follows at once and an idle poll stays idle. Written by the checkpointer too, hence the Mutex.
+    private let ownTransactions = Mutex<[UInt64]>([])
     private var chunkReader: SnapshotChunkReader { SnapshotChunkReader(chunkSize: config.source.snapshotChunkSize) }
 
     public static func open(config: SpillwayConfig, logger: Logger) async throws -> AuditLogReader {
@@ -289,6 +295,14 @@ public final class AuditLogReader: @unchecked Sendable {
         return try await connection.waitForNotifications(timeout: timeout) > 0
     }
 
+    /// Records a transaction of this consumer's that wrote no audit row (see `ownTransactions`).
+    public func noteOwnTransaction(_ xid: UInt64) {
+        ownTransactions.withLock { xids in
+            xids.append(xid)
+            if xids.count > 64 { xids.removeFirst(xids.count - 64) }
+        }
+    }
+
     /// Up to `limit` events after `cursor`, or nil when nothing new has committed since it.
     public func next(after cursor: AuditLogCursor, limit: Int) async throws -> AuditLogBatch? {
         if !cursor.isHistoryDone {
@@ -304,14 +318,15 @@ public final class AuditLogReader: @unchecked Sendable {
                 // The next chunk's snapshot is the next batch's: see `heldChunk`.
                 try await reloadTablesIfChanged()
                 snapshot = try await readChunk(progress: progress)
-                if cursor.completed.hasSameVisibility(as: snapshot) {
-                    // Nothing committed since the last batch: the chunk follows it at once.
+                if cursor.completed.hasSameVisibility(as: snapshot, ignoring: ownTransactions.withLock { $0 }) {
+                    // Nothing committed since the last batch (but this consumer's own bookkeeping): the chunk
+                    // follows it at once.
                     heldChunkVisibility = cursor.completed
                     if let emitted = emitHeldChunk(after: cursor, limit: limit) { return emitted }
                 }
             } else {
                 snapshot = try await currentSnapshot()
-                if cursor.completed.hasSameVisibility(as: snapshot) { return nil }
+                if cursor.completed.hasSameVisibility(as: snapshot, ignoring: ownTransactions.withLock { $0 }) { return nil }
             }
             if let gone = try await goneTable() {
                 logger.error("a captured table is gone; delivering what was committed before, then stopping", metadata: ["error": "\(gone)"])
@@ -389,8 +404,10 @@ public final class AuditLogReader: @unchecked Sendable {
         // wal_level; replication consumers drop Spillway's heartbeat prefix) is the smallest such write.
         // Where the role may not do that, the WAL writer's round it is.
         do {
-            try await connection.execute(
-                "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id(), pg_logical_emit_message(false, '\(ReplicationEventBuilder.heartbeatPrefix)', ''); COMMIT")
+            let written = try await connection.queryScript(
+                "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id()::text, pg_logical_emit_message(false, '\(ReplicationEventBuilder.heartbeatPrefix)', '')::text")
+            try await connection.execute("COMMIT")
+            if let xid = written.first?[0].flatMap({ UInt64($0) }) { noteOwnTransaction(xid) }
         } catch is PostgresError {
             try? await connection.execute("ROLLBACK")
         }

@@ -146,17 +146,21 @@ public struct CheckpointStore: Sendable {
     }
 
     /// Moves the consumer to `cursor`. `position` is the last acknowledged event's position (kept when nil).
+    /// Returns the id of the save's transaction when it wrote nothing but the checkpoint row (no outbox rows
+    /// deleted): the audit_log reader knows such a commit added no audit row (`AuditLogReader.noteOwnTransaction`).
+    @discardableResult
     public func save(consumer: String, cursor: AuditLogCursor, position: String?, deliveredEvents: Int,
-                     deletingOutboxRows outboxRows: [OutboxRow] = [], on connection: PostgresConnection) async throws {
+                     deletingOutboxRows outboxRows: [OutboxRow] = [], on connection: PostgresConnection) async throws -> UInt64? {
         let snapshot = Self.snapshotAssignment(cursor.snapshot, parameter: 12)
-        let affected = try await Self.update(
+        let returningXID = outboxRows.isEmpty ? " RETURNING pg_current_xact_id()::text" : ""
+        let (affected, xid) = try await Self.updateReturningXID(
             """
             UPDATE \(table) SET snapshot = $2::pg_snapshot, batch_snapshot = $3::pg_snapshot, batch_rank = $4::bigint,
                 batch_seq = $5::bigint, history_done = $6::boolean, history_changed_at = $7::timestamptz, history_id = $8,
                 position = coalesce($9, position), events_total = events_total + $10::bigint, updated_at = now(),
                 last_error = CASE WHEN $10::bigint > 0 THEN NULL ELSE last_error END,
                 last_error_at = CASE WHEN $10::bigint > 0 THEN NULL ELSE last_error_at END\(snapshot.sql)
-            WHERE consumer = $1 AND \(Self.holdsLock(parameter: 11))
+            WHERE consumer = $1 AND \(Self.holdsLock(parameter: 11))\(returningXID)
             """,
             [consumer, cursor.completed.description, cursor.batch?.description,
              cursor.batchProgress.map { String($0.transactionRank) }, cursor.batchProgress.map { String($0.sequence) },
@@ -164,6 +168,7 @@ public struct CheckpointStore: Sendable {
              position, String(deliveredEvents), Self.lockName(consumer: consumer)] + snapshot.value,
             deleting: outboxRows, on: connection)
         guard affected == 1 else { throw try await saveFailed(consumer: consumer, on: connection) }
+        return xid
     }
 
     /// Runs a checkpoint UPDATE; returns the rows it updated. With `outboxRows` (`source.outbox.delete_after`)
@@ -172,11 +177,20 @@ public struct CheckpointStore: Sendable {
     /// leaves both, and a runner that lost the lock deletes nothing.
     private static func update(_ sql: String, _ parameters: [String?], deleting outboxRows: [OutboxRow],
                                on connection: PostgresConnection) async throws -> Int {
-        guard !outboxRows.isEmpty else { return try await connection.query(sql, parameters).affectedRows }
+        try await updateReturningXID(sql, parameters, deleting: outboxRows, on: connection).affected
+    }
+
+    /// The same; a statement with a `RETURNING` of one transaction-id column also gives that id.
+    private static func updateReturningXID(_ sql: String, _ parameters: [String?], deleting outboxRows: [OutboxRow],
+                               on connection: PostgresConnection) async throws -> (affected: Int, xid: UInt64?) {
+        guard !outboxRows.isEmpty else {
+            let result = try await connection.query(sql, parameters)
+            return (result.affectedRows, result.first?.first.flatMap { $0 }.flatMap { UInt64($0) })
+        }
         let deletions = OutboxCatalog.deletions(outboxRows, firstParameter: parameters.count + 1)
         let result = try await connection.query("WITH saved AS (\(sql) RETURNING 1)\(deletions.sql) SELECT count(*) FROM saved",
                                                 parameters + deletions.values)
-        return Int(result.first?[0] ?? "0") ?? 0
+        return (Int(result.first?[0] ?? "0") ?? 0, nil)
     }
 
     /// Creates a replication consumer's row if it has none.
