@@ -405,8 +405,7 @@ public final class AuditLogReader: @unchecked Sendable {
         // Where the role may not do that, the WAL writer's round it is.
         do {
             let written = try await connection.queryScript(
-                "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id()::text, pg_logical_emit_message(false, '\(ReplicationEventBuilder.heartbeatPrefix)', '')::text")
-            try await connection.execute("COMMIT")
+                "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id()::text, pg_logical_emit_message(false, '\(ReplicationEventBuilder.heartbeatPrefix)', '')::text; COMMIT")
             if let xid = written.first?[0].flatMap({ UInt64($0) }) { noteOwnTransaction(xid) }
         } catch is PostgresError {
             try? await connection.execute("ROLLBACK")

@@ -250,12 +250,27 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// Runs statements without parameters in one round trip and returns the last one's rows (`BEGIN; SELECT
-    /// ...`: a transaction and its first query at once).
+    /// Runs statements without parameters in one round trip and returns the rows of the last one that returned
+    /// rows (`BEGIN; SELECT ...` opens a transaction with its first query; `BEGIN; SELECT ...; COMMIT` is a whole
+    /// transaction whose SELECT is the answer). The first failing statement's error is thrown.
     @discardableResult
     public func queryScript(_ sql: String) async throws -> QueryResult {
         try await onQueue { handle in
-            try Self.consume(PQexec(handle, sql), handle: handle)
+            guard PQsendQuery(handle, sql) == 1 else { throw PostgresError(message: Self.errorMessage(handle)) }
+            var answer: QueryResult?
+            var failure: (any Error)?
+            while let result = PQgetResult(handle) {
+                let isRows = PQresultStatus(result) == PGRES_TUPLES_OK
+                do {
+                    let consumed = try Self.consume(result, handle: handle)
+                    if isRows || answer == nil { answer = consumed }
+                } catch {
+                    if failure == nil { failure = error }
+                }
+            }
+            if let failure { throw failure }
+            guard let answer else { throw PostgresError(message: "no result: \(Self.errorMessage(handle))") }
+            return answer
         }
     }
 
