@@ -7,7 +7,9 @@ scripts/install-deps.sh
 
 work=$(mktemp -d /tmp/spillway-test-XXXXXX)
 chmod 755 "$work"   # the cluster runs as `postgres`, which must reach its data dir
+watcher=
 cleanup() {
+  if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null || true; fi
   scripts/pg-cluster.sh stop "$work/pg" || true
   # The shared redis-server, and any a test started for itself (their pidfiles live in $work/redis).
   for pidfile in "$work"/redis.pid "$work"/redis/*.pid; do
@@ -39,6 +41,24 @@ swift build --build-tests "$@"
 export SWIFT_BACKTRACE=enable=no
 export SPILLWAY_BIN="$(swift build --show-bin-path)/spillway"
 # A hung run must not use up CI's 90 minutes either: the whole suite takes 2–5 minutes.
+# And a crashed test process must fail the run at once: `swift test` reads its output until every holder of
+# that pipe closes it, and a child the tests started could outlive the crash holding it. Once the test
+# process has been gone for 60 s while `swift test` still waits, it is stopped (the run then fails below).
+watch_test_process() {
+  local seen=0 gone=0
+  while sleep 5; do
+    if pgrep -f 'PackageTests\.xctest' >/dev/null; then seen=1; gone=0
+    elif [ "$seen" = 1 ]; then
+      gone=$((gone + 5))
+      if [ "$gone" -ge 60 ]; then
+        echo "test.sh: the test process exited 60 s ago but swift test still waits on its output; stopping it" >&2
+        pkill -KILL -f 'swift-test' || true
+        return
+      fi
+    fi
+  done
+}
+watch_test_process & watcher=$!
 timeout --signal=KILL 1500 swift test --skip-build "$@" 2>&1 | tee "$work/swift-test.log"
 # Deploy/ has no engine or cluster to run on here: its files are verified and linted instead.
 Deploy/check.sh "$SPILLWAY_BIN"

@@ -12,6 +12,7 @@ private func pythonHMAC(key: String, value: String) throws -> String {
                        key, value]
     let out = Pipe()
     child.standardOutput = out
+    child.standardInput = FileHandle.nullDevice
     try child.run()
     let data = out.fileHandleForReading.readDataToEndOfFile()
     child.waitUntilExit()

@@ -280,6 +280,7 @@ struct FieldCasesTests {
             _ = FileManager.default.createFile(atPath: errorsPath, contents: nil)
             defer { try? FileManager.default.removeItem(atPath: errorsPath) }
             limited.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorsPath))
+            limited.standardOutput = FileHandle.nullDevice
             limited.standardInput = FileHandle.nullDevice
             try limited.run()
             defer { if limited.isRunning { kill(limited.processIdentifier, SIGKILL) } }

@@ -34,6 +34,7 @@ struct Scrape: Sendable {
         _ = FileManager.default.createFile(atPath: err, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        process.standardInput = FileHandle.nullDevice
         try process.run()
         while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
         let stderr = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""

@@ -51,11 +51,18 @@ public func runTool(_ name: String, _ arguments: [String]) async throws -> Strin
         process.arguments = [name] + arguments
         let stdout = Pipe()
         process.standardOutput = stdout
+        // Not the test process's stderr, which `swift test` reads through a pipe until every holder closes it.
+        let stderrPath = FileManager.default.temporaryDirectory.appendingPathComponent("spillway-tool-\(UUID().uuidString)").path
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: stderrPath) }
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        process.standardInput = FileHandle.nullDevice
         try process.run()
         let data = stdout.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw ToolFailure(description: "\(name) exited with \(process.terminationStatus) (scripts/install-deps.sh installs it)")
+            let errors = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+            throw ToolFailure(description: "\(name) exited with \(process.terminationStatus) (scripts/install-deps.sh installs it): \(errors.suffix(2000))")
         }
         return String(decoding: data, as: UTF8.self)
     }

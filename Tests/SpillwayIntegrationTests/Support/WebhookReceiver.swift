@@ -38,8 +38,17 @@ final class WebhookReceiver: @unchecked Sendable {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         child.arguments = ["python3", script, "--port", String(port), "--port-file", portFile, "--log", logPath,
-                           "--control", controlPath, "--secret", Self.secret]
+                           "--control", controlPath, "--secret", Self.secret,
+                           "--parent-pid", String(ProcessInfo.processInfo.processIdentifier)]
         child.standardInput = FileHandle.nullDevice
+        // Never the test process's own stdout or stderr: `swift test` reads those through a pipe until every
+        // holder closes it, so a receiver outliving a crashed test process would hang the run.
+        let output = directory + "/receiver.out"
+        if !FileManager.default.fileExists(atPath: output) { _ = FileManager.default.createFile(atPath: output, contents: nil) }
+        let outputHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        outputHandle.seekToEndOfFile()
+        child.standardOutput = outputHandle
+        child.standardError = outputHandle
         try child.run()
         process = child
         let clock = ContinuousClock()

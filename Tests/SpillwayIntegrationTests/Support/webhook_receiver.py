@@ -47,6 +47,7 @@ def main():
     parser.add_argument("--log", required=True)
     parser.add_argument("--control")
     parser.add_argument("--secret", action="append", default=[])
+    parser.add_argument("--parent-pid", type=int, required=True)
     args = parser.parse_args()
 
     lock = threading.Lock()
@@ -103,6 +104,15 @@ def main():
     with open(args.port_file + ".tmp", "w") as f:
         f.write(str(server.server_address[1]))
     os.rename(args.port_file + ".tmp", args.port_file)
+    # Gone with the test process: an orphan would keep serving (and holding the test run's output pipe) after
+    # a crashed test process. Its pid comes as an argument: when the test process died while this one was
+    # starting, getppid() is already init's.
+    def exit_when_orphaned():
+        while os.getppid() == args.parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=exit_when_orphaned, daemon=True).start()
     server.serve_forever()
 
 
