@@ -87,3 +87,23 @@ struct TimestampTests {
         #expect(ISOTimestamp.daysFromCivil(year: 2000, month: 1, day: 1) == 10_957)
     }
 }
+
+extension TimestampTests {
+    // An audit row's commit_time: always six fraction digits, as to_char(t, '...SS.US"Z"') wrote it before the
+    // reader read the timestamptz's own text.
+    @Test(arguments: [
+        ("2026-01-02 03:04:05.123456+00", "2026-01-02T03:04:05.123456Z"),
+        ("2026-01-02 03:04:05+00", "2026-01-02T03:04:05.000000Z"),
+        ("2026-01-02 03:04:05.5+00", "2026-01-02T03:04:05.500000Z"),
+        ("2026-01-02 03:04:05.00001+00:00", "2026-01-02T03:04:05.000010Z"),
+        // Not what a connection pinned to UTC prints, but handled: the offset is applied.
+        ("2026-01-02 03:04:05.12+05:30", "2026-01-01T21:34:05.120000Z"),
+        ("10000-01-01 00:00:00+00", "10000-01-01T00:00:00.000000Z"),
+        ("0044-03-15 12:00:00.25+00 BC", "0044-03-15T12:00:00.250000Z BC"),
+        ("infinity", "infinity"),
+        ("-infinity", "-infinity"),
+    ])
+    func commitTimeHasSixFractionDigits(text: String, utc: String) {
+        #expect(Array(text.utf8).withUnsafeBufferPointer { ISOTimestamp.utcMicroseconds(fromPostgres: $0) } == utc)
+    }
+}

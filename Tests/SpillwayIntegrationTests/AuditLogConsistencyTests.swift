@@ -109,6 +109,14 @@ struct AuditLogConsistencyTests {
             #expect(tenantTx[2].before?["name"] == .string("x2") && tenantTx[2].after == nil && tenantTx[2].key == ["id": .number("1")])
             #expect(events.last?.op == .truncate && events.last?.key == nil && events.last?.before == nil)
             #expect(events.allSatisfy { $0.commitTime?.hasSuffix("Z") == true })
+            // Exactly what PostgreSQL's own to_char makes of each row's commit time, six fraction digits included.
+            let expected = try await a.query("""
+                SELECT txid::text || '-' || seq, to_char(CASE WHEN current_setting('track_commit_timestamp') = 'on'
+                    THEN coalesce(pg_xact_commit_timestamp(txid::xid), changed_at) ELSE changed_at END AT TIME ZONE 'UTC',
+                    'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM spillway.audit_log
+                """).rows
+            let commitTimes = Dictionary(uniqueKeysWithValues: expected.map { ($0[0] ?? "", $0[1]) })
+            #expect(events.allSatisfy { commitTimes[$0.id] == $0.commitTime }, "\(events.map { ($0.id, $0.commitTime) }) vs \(commitTimes)")
             #expect(Set(events.map(\.id)).count == events.count, "ids are unique")
         }
     }

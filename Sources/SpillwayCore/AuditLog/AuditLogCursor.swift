@@ -154,13 +154,35 @@ public enum AuditLogEvents {
     /// Turns a stored audit row of the captured `table` (nil: not captured, passed on as stored) into an
     /// event named after `table`, also when the row was stored under a partition's name.
     public static func event(from row: Row, table: TableInfo?) throws -> ChangeEvent {
+        func withBytes<T>(_ text: String?, _ body: (UnsafeBufferPointer<UInt8>?) throws -> T) rethrows -> T {
+            guard var text else { return try body(nil) }
+            return try text.withUTF8 { try body($0) }
+        }
+        return try withBytes(row.oldData) { oldData in
+            try withBytes(row.newData) { newData in try event(from: row, table: table, oldData: oldData, newData: newData) }
+        }
+    }
+
+    /// The same, with the row data as bytes the caller holds (the reader parses them where libpq keeps them, not
+    /// copied into strings first); `row.oldData` and `row.newData` are not read.
+    public static func event(from row: Row, resolved: TableDirectory.Resolution,
+                             oldData: UnsafeBufferPointer<UInt8>?, newData: UnsafeBufferPointer<UInt8>?) throws -> ChangeEvent {
+        switch resolved {
+        case .captured(let table): return try event(from: row, table: table, oldData: oldData, newData: newData)
+        case .notCaptured: return try event(from: row, table: nil, oldData: oldData, newData: newData)
+        case .ambiguous: return try event(from: row, resolved: resolved)
+        }
+    }
+
+    static func event(from row: Row, table: TableInfo?,
+                      oldData: UnsafeBufferPointer<UInt8>?, newData: UnsafeBufferPointer<UInt8>?) throws -> ChangeEvent {
         guard let op = operation(row.operation) else {
             throw DecodingError(auditID: row.auditID, problem: "unknown operation '\(row.operation)'")
         }
-        func decode(_ text: String?) throws -> JSONObject? {
-            guard let text else { return nil }
+        func decode(_ bytes: UnsafeBufferPointer<UInt8>?) throws -> JSONObject? {
+            guard let bytes else { return nil }
             do {
-                guard case .object(let object) = try JSONParser.parse(text) else {
+                guard case .object(let object) = try JSONParser.parse(bytes) else {
                     throw DecodingError(auditID: row.auditID, problem: "row data is not a JSON object")
                 }
                 return PGValueMapper.normalize(jsonbRow: object, table: table)
@@ -168,8 +190,8 @@ public enum AuditLogEvents {
                 throw DecodingError(auditID: row.auditID, problem: error.description)
             }
         }
-        let before = op == .insert || op == .truncate ? nil : try decode(row.oldData)
-        let after = op == .delete || op == .truncate ? nil : try decode(row.newData)
+        let before = op == .insert || op == .truncate ? nil : try decode(oldData)
+        let after = op == .delete || op == .truncate ? nil : try decode(newData)
         let id: String
         let position: String
         if let txid = row.txid, let sequence = row.sequence {

@@ -23,6 +23,11 @@ public struct JSONParser {
         try bytes.withUnsafeBufferPointer { bytes in Result { () throws(Error) -> JSONValue in try parse(buffer: bytes) } }.get()
     }
 
+    /// Parses bytes in place (a value as libpq holds it): nothing is copied first.
+    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(Error) -> JSONValue {
+        try parse(buffer: bytes)
+    }
+
     private static func parse(buffer bytes: UnsafeBufferPointer<UInt8>) throws(Error) -> JSONValue {
         var parser = JSONParser(bytes: bytes)
         parser.skipWhitespace()

@@ -22,11 +22,34 @@ public struct SnapshotChunk: Sendable {
 
     public struct Row: Sendable {
         public var event: ChangeEvent
-        public var key: [String]
+        /// Most primary keys are one column: kept without an array, which would be one more allocation per
+        /// row of a million-row snapshot, for a key that is only read at the end of a piece.
+        private var keyText: KeyText
+
+        private enum KeyText: Sendable {
+            case single(String)
+            case composite([String])
+        }
+
+        public var key: [String] {
+            get {
+                switch keyText {
+                case .single(let text): return [text]
+                case .composite(let texts): return texts
+                }
+            }
+            set { keyText = newValue.count == 1 ? .single(newValue[0]) : .composite(newValue) }
+        }
 
         public init(event: ChangeEvent, key: [String]) {
             self.event = event
-            self.key = key
+            keyText = key.count == 1 ? .single(key[0]) : .composite(key)
+        }
+
+        /// A row of a table whose primary key is one column.
+        public init(event: ChangeEvent, singleKey: String) {
+            self.event = event
+            keyText = .single(singleKey)
         }
     }
 
@@ -125,11 +148,12 @@ public struct SnapshotEmission: Sendable {
         }
         var events: [ChangeEvent] = []
         events.reserveCapacity(min(max(1, maximum), remaining.count))
-        var lastRowKey: [String]?
+        var lastRow: SnapshotChunk.Row?
         while events.count < max(1, maximum), let row = remaining.popLast() {
             events.append(row.event)
-            lastRowKey = row.key
+            lastRow = row
         }
+        let lastRowKey = lastRow?.key  // only the piece's last row: its key is where the table then stands
         if remaining.isEmpty {
             isFinished = true
             progress.tables[index].rows += Int64(rowsRead - emittedRows)

@@ -74,6 +74,43 @@ public enum ISOTimestamp {
 
     /// The same, from the bytes where libpq holds them: the result is the one string made.
     static func utcWithoutOffset(_ b: UnsafeBufferPointer<UInt8>) -> String? {
+        guard let end = utcEndWithoutOffset(b) else { return nil }
+        return String(unsafeUninitializedCapacity: end + 1) { out in
+            for i in 0..<end { out[i] = b[i] }
+            out[10] = UInt8(ascii: "T")
+            out[end] = UInt8(ascii: "Z")
+            return end + 1
+        }
+    }
+
+    /// An audit row's commit time as its events carry it, always with six fraction digits
+    /// (`2026-01-02T03:04:05.120000Z`, what `to_char(t, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')` gives), from a
+    /// timestamptz's text on a connection pinned to UTC: the reader selects the plain value, since to_char for
+    /// every row cost the server more than a tenth of a batch. A form the fast path does not know (a year past
+    /// 9999, BC) goes through `utc(fromPostgres:)` and gets the same six digits; `infinity` stays as it is.
+    public static func utcMicroseconds(fromPostgres b: UnsafeBufferPointer<UInt8>) -> String {
+        guard let end = utcEndWithoutOffset(b), end - 20 <= 6 else {
+            let text = String(decoding: b, as: UTF8.self)
+            guard let utc = utc(fromPostgres: text), let z = utc.firstIndex(of: "Z") else { return text }
+            let seconds = utc[..<z], suffix = utc[z...]
+            let dot = seconds.firstIndex(of: ".")
+            let fraction = dot.map { String(seconds[seconds.index(after: $0)...]) } ?? ""
+            let whole = dot.map { seconds[..<$0] } ?? seconds
+            return whole + "." + (fraction + "000000").prefix(6) + suffix
+        }
+        return String(unsafeUninitializedCapacity: 27) { out in
+            for i in 0..<end { out[i] = b[i] }
+            out[10] = UInt8(ascii: "T")
+            out[19] = UInt8(ascii: ".")
+            for i in max(end, 20)..<26 { out[i] = UInt8(ascii: "0") }
+            out[26] = UInt8(ascii: "Z")
+            return 27
+        }
+    }
+
+    /// Where `YYYY-MM-DD HH:MM:SS[.fraction]` ends in `b` when it is followed by a zero offset (`+00`,
+    /// `+00:00`) and nothing else; nil for any other form.
+    private static func utcEndWithoutOffset(_ b: UnsafeBufferPointer<UInt8>) -> Int? {
         let count = b.count
         guard count >= 22, count <= 35 else { return nil }
         var end = count
@@ -94,12 +131,7 @@ public enum ISOTimestamp {
             guard b[19] == UInt8(ascii: "."), end > 20 else { return nil }
             for i in 20..<end where !isDigit(b[i]) { return nil }
         }
-        return String(unsafeUninitializedCapacity: end + 1) { out in
-            for i in 0..<end { out[i] = b[i] }
-            out[10] = UInt8(ascii: "T")
-            out[end] = UInt8(ascii: "Z")
-            return end + 1
-        }
+        return end
     }
 
     /// `2026-01-02T03:04:05.123456Z` (an event's `commit_time`) → seconds since 1970-01-01 UTC. Nil for any

@@ -136,12 +136,7 @@ private struct ChunkRowMapper {
             }
             var keyColumns: [(name: String, value: JSONValue)] = []
             keyColumns.reserveCapacity(keyIndexes.count)
-            var keyText: [String] = []
-            keyText.reserveCapacity(keyIndexes.count)
-            for index in keyIndexes {  // by position, not looked up by name
-                keyColumns.append(fields[index])
-                keyText.append(result.string(row: row, column: index) ?? "")
-            }
+            for index in keyIndexes { keyColumns.append(fields[index]) }  // by position, not looked up by name
             let key = JSONObject(fields: keyColumns)
             idBytes.removeAll(keepingCapacity: true)
             idBytes.append(contentsOf: idPrefix)
@@ -152,7 +147,11 @@ private struct ChunkRowMapper {
                 schema: table.schema, table: table.name, key: key, before: nil, after: JSONObject(fields: fields),
                 position: positionPrefix + String(rowNumber))
             if let tenantIndex, fields[tenantIndex].value != .null { event.tenant = fields[tenantIndex].value.plainText }
-            rows.append(SnapshotChunk.Row(event: event, key: keyText))
+            if keyIndexes.count == 1 {
+                rows.append(SnapshotChunk.Row(event: event, singleKey: result.string(row: row, column: keyIndexes[0]) ?? ""))
+            } else {
+                rows.append(SnapshotChunk.Row(event: event, key: keyIndexes.map { result.string(row: row, column: $0) ?? "" }))
+            }
         }
     }
 
