@@ -133,3 +133,23 @@ struct ChangeEventTests {
         #expect(rebuilt != original)
     }
 }
+
+extension ChangeEventTests {
+    @Test func sameTableAndOperationComparesAllThree() {
+        let insert = ChangeEvent(id: "1", op: .insert, schema: "public", table: "items", position: "1")
+        var other = insert
+        other.id = "2"
+        #expect(insert.hasSameTableAndOperation(as: other))
+        #expect(insert.hasSameTableAndOperation(as: insert))
+        other.op = .update
+        #expect(!insert.hasSameTableAndOperation(as: other))
+        other.op = .insert
+        other.table = "orders"
+        #expect(!insert.hasSameTableAndOperation(as: other))
+        other.table = "items"
+        other.schema = "shop"
+        #expect(!insert.hasSameTableAndOperation(as: other))
+        other.schema = "public"
+        #expect(insert.hasSameTableAndOperation(as: other))
+    }
+}

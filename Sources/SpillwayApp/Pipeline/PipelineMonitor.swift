@@ -113,8 +113,7 @@ public final class PipelineMonitor: Sendable {
         var counts: [TableOp: Int] = [:]
         var runStart = events.startIndex
         for index in events.indices.dropFirst() {
-            if events[index].op != events[runStart].op || events[index].table != events[runStart].table
-                || events[index].schema != events[runStart].schema {
+            if !events[index].hasSameTableAndOperation(as: events[runStart]) {
                 counts[TableOp(table: "\(events[runStart].schema).\(events[runStart].table)", op: events[runStart].op), default: 0] += index - runStart
                 runStart = index
             }

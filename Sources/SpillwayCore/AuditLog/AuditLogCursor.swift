@@ -195,8 +195,10 @@ public enum AuditLogEvents {
         let id: String
         let position: String
         if let txid = row.txid, let sequence = row.sequence {
-            id = self.id(txid: txid, sequence: sequence)
-            position = self.position(txid: txid, sequence: sequence)
+            // `id` and `position` spelled out, each number turned to text once for both (every audit row).
+            let txidText = String(txid), sequenceText = String(sequence)
+            id = txidText + "-" + sequenceText
+            position = txidText + "/" + sequenceText
         } else {
             id = historyID(id: row.auditID)
             position = historyPosition(id: row.auditID)

@@ -137,7 +137,13 @@ public enum ISOTimestamp {
     /// `2026-01-02T03:04:05.123456Z` (an event's `commit_time`) → seconds since 1970-01-01 UTC. Nil for any
     /// other form.
     public static func secondsSince1970(utc text: String) -> Double? {
-        let b = Array(text.utf8)
+        // Read in place: this runs for every acknowledged run of events that share a commit time (the latency
+        // metrics), which is every event when transactions are single rows.
+        var text = text
+        return text.withUTF8 { secondsSince1970(utc: $0) }
+    }
+
+    private static func secondsSince1970(utc b: UnsafeBufferPointer<UInt8>) -> Double? {
         guard b.count >= 20, b.last == UInt8(ascii: "Z"), let year = number(b, 0, 4), b[4] == UInt8(ascii: "-"),
               let month = number(b, 5, 2), b[7] == UInt8(ascii: "-"), let day = number(b, 8, 2), b[10] == UInt8(ascii: "T"),
               let hour = number(b, 11, 2), b[13] == UInt8(ascii: ":"), let minute = number(b, 14, 2),
@@ -177,6 +183,10 @@ public enum ISOTimestamp {
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
 
     private static func number(_ b: [UInt8], _ start: Int, _ length: Int) -> Int? {
+        b.withUnsafeBufferPointer { number($0, start, length) }
+    }
+
+    private static func number(_ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ length: Int) -> Int? {
         guard start + length <= b.count else { return nil }
         var value = 0
         for byte in b[start..<start + length] {
