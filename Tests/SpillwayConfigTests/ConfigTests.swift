@@ -309,6 +309,10 @@ struct ConfigTests {
 
     @Test func batchesInFlightDefaultToFourAndStayWithinOneToSixtyFour() throws {
         #expect(try SpillwayConfig.parse(yaml: yaml(source: "  tables: [products]")).source.maxInFlightBatches == 4)
+        // Events in flight: the batches, plus one whole snapshot chunk while a snapshot is configured.
+        #expect(try SpillwayConfig.parse(yaml: yaml(source: "  tables: [products]\n  batch_size: 100")).source.inFlightEventLimit == 400)
+        #expect(try SpillwayConfig.parse(yaml: yaml(source: "  tables: [products]\n  batch_size: 100\n  snapshot: initial\n  snapshot_chunk_size: 700"))
+            .source.inFlightEventLimit == 1100)
         #expect(try SpillwayConfig.parse(yaml: yaml(source: "  tables: [products]\n  max_in_flight_batches: 1")).source.maxInFlightBatches == 1)
         for text in ["0", "65"] {
             let error = try #require(configError(yaml(source: "  tables: [products]\n  max_in_flight_batches: \(text)")))

@@ -162,7 +162,7 @@ public final class ChangePipeline<Source: ChangeSource>: Service, @unchecked Sen
         machine.statusInterval = source.statusInterval
         let state = SharedStateMachine(machine)
         let tick = min(.seconds(1), machine.statusInterval / 2)
-        let window = InFlightWindow(limit: config.source.batchSize * config.source.maxInFlightBatches)
+        let window = InFlightWindow(limit: config.source.inFlightEventLimit)
         let (inFlight, submitted) = AsyncStream.makeStream(of: InFlightBatch.self)
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         fanout.resumePipelinedSinks()  // this session sends everything after the checkpoint again, in order

@@ -92,6 +92,14 @@ public struct SourceConfig: Sendable {
     public var snapshot: Snapshot = .never
     /// Rows per snapshot chunk (one short transaction each). Default: 5000.
     public var snapshotChunkSize: Int = 5000
+
+    /// How many events the pipeline holds read but not yet acknowledged: `max_in_flight_batches` full
+    /// batches, plus one snapshot chunk when a snapshot is configured. Then a chunk's rows are all with the sinks
+    /// while the next chunk is read; with the defaults a 5,000-row chunk did not fit in 4 × 1,000 events, and
+    /// its last piece waited with the reader idle (7 % of a 1M-row snapshot's time).
+    public var inFlightEventLimit: Int {
+        batchSize * maxInFlightBatches + (snapshot == .initial ? snapshotChunkSize : 0)
+    }
     /// Per table: the columns it sends and how they are masked (`source.tables[]` written as objects).
     /// Tables without an entry send every column as it is.
     public var columnPolicies: [QualifiedName: ColumnPolicy] = [:]
