@@ -119,7 +119,10 @@ final class ReplicationChangeSource: ChangeSource, @unchecked Sendable {
         if let snapshotConnection {
             connection = snapshotConnection
         } else {
-            connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-snapshot")
+            // The same network timeouts as the stream's: a chunk read on a silently cut network must fail (and be
+            // read again after the reconnect), not wait for the kernel's retransmission timeout.
+            connection = try await PostgresConnection.connect(url: config.database.url, applicationName: "spillway-snapshot",
+                                                              timeouts: config.ha.networkTimeouts)
             snapshotConnection = connection
         }
         if tables[current.name] == nil {
