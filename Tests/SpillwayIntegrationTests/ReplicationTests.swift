@@ -280,13 +280,16 @@ struct ReplicationTests {
             #expect(try await SpillwayProcess.run(["install", "--config", configPath]).code == 0)
             let runner = try SpillwayProcess(["run", "--config", configPath])
             try await runner.waitForLog("replication started")
-            for _ in 0..<8 {
-                try await app.execute("INSERT INTO noise (payload) SELECT repeat(md5(random()::text), 20) FROM generate_series(1, 10000)")
+            // Some 15 MB of WAL the slot must decode and skip. The bound is generous: on a loaded CI machine
+            // the walsender shares the CPU with every other test's (a 30 s bound once ran out 38 MB behind).
+            for _ in 0..<4 {
+                try await app.execute("INSERT INTO noise (payload) SELECT repeat(md5(random()::text), 10) FROM generate_series(1, 10000)")
             }
             let written = try await app.query("SELECT pg_current_wal_lsn()::text")
             var confirmedLag = Int64.max
             let clock = ContinuousClock()
-            let deadline = clock.now + .seconds(30)
+            let started = clock.now
+            let deadline = started + .seconds(120)
             while clock.now < deadline {
                 let lag = try await app.query(
                     "SELECT pg_wal_lsn_diff($1::pg_lsn, confirmed_flush_lsn)::int8 FROM pg_replication_slots WHERE slot_name = $2",
@@ -296,6 +299,7 @@ struct ReplicationTests {
                 try await Task.sleep(for: .milliseconds(250))
             }
             #expect(confirmedLag <= 0, "the slot confirmed past the noise (\(confirmedLag) bytes behind)")
+            print("heartbeat: the slot confirmed past the noise after \(started.duration(to: clock.now))")
             let status = try await SpillwayProcess.run(["status", "--json", "--config", configPath])
             let json = try JSONParser.parse(status.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).objectValue
             #expect(json?["slot_status"] != .string("lost"))
